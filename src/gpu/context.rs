@@ -1,0 +1,260 @@
+//! The wgpu instance, adapters, and one `GpuContext` per opened adapter (device, queue, limits,
+//! the pending command encoder, the buffer pool and the pipeline cache).
+
+use super::buffer::{BufferPool, PoolStats};
+use super::kernel::PipelineCache;
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Dispatches recorded before the pending encoder is submitted without being asked to.
+const MAX_PENDING_DISPATCHES: u32 = 256;
+
+/// A summary of one adapter, as `examples/device_info` prints it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// Index for `Device::gpu_index` / `WGML_DEVICE=gpu:N`.
+    pub index: usize,
+    /// wgpu's description of the adapter.
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's own limits (wgml requests exactly these).
+    pub limits: wgpu::Limits,
+    /// Features the adapter offers.
+    pub features: wgpu::Features,
+}
+
+struct Registry {
+    instance: wgpu::Instance,
+    adapters: Vec<wgpu::Adapter>,
+    opened: Mutex<HashMap<usize, Arc<GpuContext>>>,
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn registry() -> &'static Registry {
+    static REG: OnceLock<Registry> = OnceLock::new();
+    REG.get_or_init(|| {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if std::env::var("WGPU_BACKEND").is_err() {
+            // GL has no storage-buffer compute on many drivers; use the modern APIs.
+            desc.backends = wgpu::Backends::PRIMARY;
+        }
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        adapters.retain(|a| a.get_downlevel_capabilities().is_webgpu_compliant() || is_compute_ok(a));
+        adapters.sort_by_key(|a| type_rank(a.get_info().device_type));
+        Registry {
+            instance,
+            adapters,
+            opened: Mutex::new(HashMap::new()),
+        }
+    })
+}
+
+fn is_compute_ok(a: &wgpu::Adapter) -> bool {
+    a.get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+}
+
+/// Every adapter wgml can use, in preference order.
+pub fn adapters() -> Vec<AdapterSummary> {
+    registry()
+        .adapters
+        .iter()
+        .enumerate()
+        .map(|(index, a)| AdapterSummary {
+            index,
+            info: a.get_info(),
+            limits: a.limits(),
+            features: a.features(),
+        })
+        .collect()
+}
+
+/// Index of the first hardware (non-software) adapter, if any.
+pub(crate) fn first_hardware_adapter() -> Option<usize> {
+    registry()
+        .adapters
+        .iter()
+        .position(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+}
+
+/// Opens adapter `n` (once; later calls share the context).
+pub(crate) fn open(n: usize) -> Result<Arc<GpuContext>> {
+    let reg = registry();
+    let mut opened = reg.opened.lock().unwrap();
+    if let Some(ctx) = opened.get(&n) {
+        return Ok(ctx.clone());
+    }
+    let adapter = reg.adapters.get(n).ok_or_else(|| {
+        let _ = &reg.instance;
+        if reg.adapters.is_empty() {
+            Error::NoAdapter(
+                "wgpu found no Vulkan, Metal or DX12 adapter with compute shaders \
+                 (on Linux without a GPU, install mesa-vulkan-drivers for the software adapter)"
+                    .into(),
+            )
+        } else {
+            Error::NoAdapter(format!(
+                "adapter gpu:{n} asked for, but only {} found",
+                reg.adapters.len()
+            ))
+        }
+    })?;
+    let ctx = Arc::new(GpuContext::new(n, adapter)?);
+    opened.insert(n, ctx.clone());
+    Ok(ctx)
+}
+
+pub(crate) struct Pending {
+    pub(crate) encoder: Option<wgpu::CommandEncoder>,
+    pub(crate) dispatches: u32,
+}
+
+/// One opened adapter: device, queue, the pending encoder, buffer pool and pipeline cache.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) pending: Mutex<Pending>,
+    pub(crate) pool: Mutex<BufferPool>,
+    pub(crate) pipelines: PipelineCache,
+    errors: Arc<Mutex<Vec<String>>>,
+    index: usize,
+}
+
+impl GpuContext {
+    fn new(index: usize, adapter: &wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgml"),
+            required_features: wgpu::Features::empty(),
+            // The adapter's own limits: the defaults cap storage bindings at 128 MiB.
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        // Never abort the process on a validation error: keep it and report it at read-back.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("wgml: wgpu error: {e}");
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        log::info!(
+            "wgml: opened {} ({:?}, {:?}), max storage binding {} bytes",
+            info.name,
+            info.backend,
+            info.device_type,
+            limits.max_storage_buffer_binding_size
+        );
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            pending: Mutex::new(Pending {
+                encoder: None,
+                dispatches: 0,
+            }),
+            pool: Mutex::new(BufferPool::default()),
+            pipelines: PipelineCache::default(),
+            errors,
+            index,
+        })
+    }
+
+    /// `name (backend, type)`.
+    pub fn name(&self) -> String {
+        format!(
+            "gpu:{} {} ({:?}, {:?})",
+            self.index, self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// The adapter's description.
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The limits the device was created with (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Whether this is a software adapter (llvmpipe / lavapipe / WARP).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Largest tensor a single storage binding can hold, in bytes.
+    pub(crate) fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Runs `f` with the pending encoder (created on demand); submits when the batch is full.
+    pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut p = self.pending.lock().unwrap();
+        let enc = p.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgml") })
+        });
+        let r = f(enc);
+        p.dispatches += 1;
+        if p.dispatches >= MAX_PENDING_DISPATCHES {
+            self.submit_locked(&mut p);
+        }
+        r
+    }
+
+    fn submit_locked(&self, p: &mut Pending) -> Option<wgpu::SubmissionIndex> {
+        p.dispatches = 0;
+        p.encoder.take().map(|enc| self.queue.submit([enc.finish()]))
+    }
+
+    /// Submits whatever is pending.
+    pub(crate) fn flush(&self) {
+        let mut p = self.pending.lock().unwrap();
+        self.submit_locked(&mut p);
+    }
+
+    /// Submits pending work and blocks until the device is idle.
+    pub fn synchronize(&self) -> Result<()> {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.take_error()
+    }
+
+    /// The first wgpu error raised since the last call, as an `Err`.
+    pub(crate) fn take_error(&self) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap();
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            let msg = errs.join("; ");
+            errs.clear();
+            Err(Error::Gpu(msg))
+        }
+    }
+
+    /// Live and pooled bytes of the buffer pool.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.lock().unwrap().stats()
+    }
+}

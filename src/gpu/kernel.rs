@@ -1,0 +1,163 @@
+//! WGSL shader files, the pipeline cache keyed by (shader, entry point, constants), and
+//! `launch`: one dispatch recorded into the pending encoder.
+
+use super::context::GpuContext;
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Helpers every shader may use (layout offsets, the folded grid); prepended to each file.
+pub(crate) const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// One WGSL file under `shaders/`.
+pub(crate) struct Shader {
+    pub(crate) name: &'static str,
+    pub(crate) source: &'static str,
+}
+
+macro_rules! shader {
+    ($ident:ident, $file:literal) => {
+        pub(crate) const $ident: Shader = Shader {
+            name: $file,
+            source: include_str!(concat!("../../shaders/", $file, ".wgsl")),
+        };
+    };
+}
+shader!(ELEMENTWISE, "elementwise");
+
+type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+/// Compiled shader modules and pipelines. Pipeline creation can take milliseconds; each
+/// (shader, entry, constants) is built once per device.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
+}
+
+/// One dispatch: which entry point, its override constants, the uniform parameters (binding 0)
+/// and the storage buffers (bindings 1..), and the workgroup grid.
+pub(crate) struct Launch<'a> {
+    pub(crate) shader: &'static Shader,
+    pub(crate) entry: &'static str,
+    pub(crate) constants: &'a [(&'static str, f64)],
+    pub(crate) params: &'a [u8],
+    pub(crate) buffers: &'a [&'a wgpu::Buffer],
+    pub(crate) grid: [u32; 3],
+}
+
+impl GpuContext {
+    fn pipeline(
+        &self,
+        shader: &'static Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key: Key = (
+            shader.name,
+            entry,
+            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = self.pipelines.modules.lock().unwrap();
+            modules
+                .entry(shader.name)
+                .or_insert_with(|| {
+                    let source = format!("{COMMON}\n{}", shader.source);
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(shader.name),
+                            source: wgpu::ShaderSource::Wgsl(source.into()),
+                        })
+                })
+                .clone()
+        };
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "wgml bug: pipeline {}::{entry} {constants:?} failed: {e}",
+                shader.name
+            )));
+        }
+        self.pipelines
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Records one dispatch into the pending encoder. Nothing waits here.
+    pub(crate) fn launch(&self, l: Launch<'_>) -> Result<()> {
+        use wgpu::util::DeviceExt;
+        let pipeline = self.pipeline(l.shader, l.entry, l.constants)?;
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgml params"),
+                contents: l.params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        for (i, b) in l.buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(l.entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        if l.grid.contains(&0) {
+            return Ok(());
+        }
+        self.with_encoder(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(l.entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(l.grid[0], l.grid[1], l.grid[2]);
+        });
+        Ok(())
+    }
+
+    /// A grid of `workgroups` workgroups folded into 2-D when it exceeds the per-dimension
+    /// limit (65,535 on most adapters). Kernels recover the linear id with `linear_workgroup`.
+    pub(crate) fn grid_1d(&self, workgroups: usize, op: &'static str) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        if workgroups <= max {
+            return Ok([workgroups as u32, 1, 1]);
+        }
+        let y = workgroups.div_ceil(max);
+        if y > max {
+            return Err(Error::invalid(
+                op,
+                format!("{workgroups} workgroups exceed the device's {max}x{max} grid"),
+            ));
+        }
+        Ok([max as u32, y as u32, 1])
+    }
+}

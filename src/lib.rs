@@ -1,0 +1,37 @@
+//! # wgml
+//!
+//! A deep-learning framework whose tensor ops run as WGSL compute shaders through `wgpu`
+//! (Vulkan, Metal, DX12), with a CPU backend that is the reference for every kernel.
+//!
+//! ```
+//! use wgml::{Device, Tensor};
+//! # fn main() -> wgml::Result<()> {
+//! let dev = Device::cpu(); // or Device::best(), Device::gpu()?
+//! let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], [2, 2], &dev)?;
+//! let b = a.matmul(&a.t()?)?.softmax()?;
+//! assert_eq!(b.dims(), &[2, 2]);
+//! let row_sums = b.sum(-1, false)?.to_vec()?;
+//! assert!((row_sums[0] - 1.0).abs() < 1e-6);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod backprop;
+mod cpu;
+pub mod device;
+mod dtype;
+pub mod error;
+pub mod gpu;
+pub mod op;
+mod ops;
+pub mod rng;
+pub mod shape;
+mod tensor;
+
+pub use backprop::no_grad;
+pub use device::Device;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use op::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
+pub use shape::{Layout, Shape};
+pub use tensor::{Tensor, TensorId};

@@ -1,0 +1,312 @@
+//! `Shape`, strided `Layout`, and the broadcasting / matmul shape rules both backends share.
+
+use crate::{Error, Result};
+use std::fmt;
+
+/// The dimensions of a tensor, outermost first. A rank-0 shape is a scalar.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Shape(Vec<usize>);
+
+impl Shape {
+    /// A shape from its dimensions.
+    pub fn new(dims: Vec<usize>) -> Self {
+        Shape(dims)
+    }
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    /// Number of elements (1 for a scalar).
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+    /// Row-major (C order) strides, in elements.
+    pub fn contiguous_strides(&self) -> Vec<usize> {
+        let mut strides = vec![0; self.rank()];
+        let mut acc = 1;
+        for i in (0..self.rank()).rev() {
+            strides[i] = acc;
+            acc *= self.0[i];
+        }
+        strides
+    }
+    /// Resolves a possibly negative dimension index (`-1` is the last) against this shape.
+    pub fn dim_index(&self, dim: isize, op: &'static str) -> Result<usize> {
+        let rank = self.rank() as isize;
+        let d = if dim < 0 { dim + rank } else { dim };
+        if d < 0 || d >= rank {
+            return Err(Error::DimOutOfRange {
+                op,
+                dim,
+                shape: self.0.clone(),
+            });
+        }
+        Ok(d as usize)
+    }
+    /// NumPy broadcasting of two shapes: align from the right; sizes must match or be 1.
+    pub fn broadcast(&self, other: &Shape, op: &'static str) -> Result<Shape> {
+        let rank = self.rank().max(other.rank());
+        let mut out = vec![0; rank];
+        for (i, o) in out.iter_mut().enumerate() {
+            let a = dim_from_right(&self.0, rank - 1 - i);
+            let b = dim_from_right(&other.0, rank - 1 - i);
+            *o = match (a, b) {
+                (a, b) if a == b => a,
+                (1, b) => b,
+                (a, 1) => a,
+                _ => {
+                    return Err(Error::ShapeMismatch {
+                        op,
+                        lhs: self.0.clone(),
+                        rhs: other.0.clone(),
+                    })
+                }
+            };
+        }
+        Ok(Shape(out))
+    }
+}
+
+fn dim_from_right(dims: &[usize], k: usize) -> usize {
+    if k < dims.len() {
+        dims[dims.len() - 1 - k]
+    } else {
+        1
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(v: Vec<usize>) -> Self {
+        Shape(v)
+    }
+}
+impl From<&[usize]> for Shape {
+    fn from(v: &[usize]) -> Self {
+        Shape(v.to_vec())
+    }
+}
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(v: [usize; N]) -> Self {
+        Shape(v.to_vec())
+    }
+}
+impl From<&Shape> for Shape {
+    fn from(s: &Shape) -> Self {
+        s.clone()
+    }
+}
+impl From<()> for Shape {
+    fn from(_: ()) -> Self {
+        Shape(vec![])
+    }
+}
+impl From<usize> for Shape {
+    fn from(n: usize) -> Self {
+        Shape(vec![n])
+    }
+}
+
+/// How a tensor's elements sit in its storage: shape, strides (elements; 0 for a broadcast
+/// dimension) and the offset of the first element. Views (transpose, narrow, broadcast) only
+/// change the layout, never the data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Logical shape.
+    pub shape: Shape,
+    /// Stride of each dimension in elements.
+    pub strides: Vec<usize>,
+    /// Offset of element `[0, 0, ...]` in elements.
+    pub offset: usize,
+}
+
+impl Layout {
+    /// A row-major layout starting at element 0.
+    pub fn contiguous(shape: Shape) -> Self {
+        let strides = shape.contiguous_strides();
+        Layout {
+            shape,
+            strides,
+            offset: 0,
+        }
+    }
+    /// Whether the elements are dense and in row-major order (offset may be non-zero).
+    pub fn is_contiguous(&self) -> bool {
+        let mut acc = 1;
+        for i in (0..self.shape.rank()).rev() {
+            let d = self.shape.dims()[i];
+            if d != 1 && self.strides[i] != acc {
+                return false;
+            }
+            acc *= d;
+        }
+        true
+    }
+    /// Swaps two dimensions.
+    pub fn transpose(&self, a: usize, b: usize) -> Layout {
+        let mut dims = self.shape.dims().to_vec();
+        let mut strides = self.strides.clone();
+        dims.swap(a, b);
+        strides.swap(a, b);
+        Layout {
+            shape: Shape(dims),
+            strides,
+            offset: self.offset,
+        }
+    }
+    /// Reorders dimensions: new dimension `i` is old dimension `perm[i]`.
+    pub fn permute(&self, perm: &[usize]) -> Layout {
+        Layout {
+            shape: Shape(perm.iter().map(|&p| self.shape.dims()[p]).collect()),
+            strides: perm.iter().map(|&p| self.strides[p]).collect(),
+            offset: self.offset,
+        }
+    }
+    /// Restricts dimension `dim` to `start..start + len`.
+    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Layout {
+        let mut dims = self.shape.dims().to_vec();
+        dims[dim] = len;
+        Layout {
+            shape: Shape(dims),
+            strides: self.strides.clone(),
+            offset: self.offset + start * self.strides[dim],
+        }
+    }
+    /// Broadcasts to `target` (already checked compatible): new or size-1 dims get stride 0.
+    pub fn broadcast_to(&self, target: &Shape) -> Layout {
+        let rank = target.rank();
+        let extra = rank - self.shape.rank();
+        let strides = (0..rank)
+            .map(|i| {
+                if i < extra || (self.shape.dims()[i - extra] == 1 && target.dims()[i] != 1) {
+                    0
+                } else {
+                    self.strides[i - extra]
+                }
+            })
+            .collect();
+        Layout {
+            shape: target.clone(),
+            strides,
+            offset: self.offset,
+        }
+    }
+    /// Merges adjacent dimensions that are laid out as one, and drops size-1 dims, so strided
+    /// kernels see the smallest rank. The element order is unchanged. Never returns rank 0.
+    pub fn collapsed(&self) -> (Vec<usize>, Vec<usize>) {
+        let (dims, mut strides) = collapse_joint(self.shape.dims(), &[&self.strides]);
+        (dims, strides.remove(0))
+    }
+    /// Storage offsets of every element in row-major order of the logical shape.
+    pub fn offsets(&self) -> StridedOffsets {
+        let (dims, strides) = self.collapsed();
+        StridedOffsets {
+            index: vec![0; dims.len()],
+            dims,
+            strides,
+            next: self.offset,
+            remaining: self.shape.numel(),
+        }
+    }
+}
+
+/// Collapses several layouts of the same shape together: a pair of adjacent dimensions merges
+/// only when it is mergeable in every layout. Size-1 dimensions are dropped; the result has
+/// rank at least 1.
+pub fn collapse_joint(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut out_dims: Vec<usize> = Vec::new();
+    let mut out_strides: Vec<Vec<usize>> = vec![Vec::new(); strides.len()];
+    for (i, &d) in dims.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let mergeable = !out_dims.is_empty()
+            && strides
+                .iter()
+                .zip(&out_strides)
+                .all(|(s, o)| *o.last().unwrap() == s[i] * d);
+        if mergeable {
+            *out_dims.last_mut().unwrap() *= d;
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                *o.last_mut().unwrap() = s[i];
+            }
+        } else {
+            out_dims.push(d);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[i]);
+            }
+        }
+    }
+    if out_dims.is_empty() {
+        out_dims.push(1);
+        for o in out_strides.iter_mut() {
+            o.push(1);
+        }
+    }
+    (out_dims, out_strides)
+}
+
+/// Iterator over the storage offsets of a layout's elements, row-major.
+pub struct StridedOffsets {
+    dims: Vec<usize>,
+    strides: Vec<usize>,
+    index: Vec<usize>,
+    next: usize,
+    remaining: usize,
+}
+
+impl Iterator for StridedOffsets {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let cur = self.next;
+        for i in (0..self.dims.len()).rev() {
+            self.index[i] += 1;
+            self.next += self.strides[i];
+            if self.index[i] < self.dims[i] {
+                break;
+            }
+            self.next -= self.strides[i] * self.dims[i];
+            self.index[i] = 0;
+        }
+        Some(cur)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+impl ExactSizeIterator for StridedOffsets {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_rules() {
+        let a = Shape::from([3, 1, 5]);
+        let b = Shape::from([4, 1]);
+        assert_eq!(a.broadcast(&b, "t").unwrap(), Shape::from([3, 4, 5]));
+        assert!(Shape::from([3]).broadcast(&Shape::from([4]), "t").is_err());
+    }
+
+    #[test]
+    fn offsets_of_transpose() {
+        let l = Layout::contiguous(Shape::from([2, 3])).transpose(0, 1);
+        assert_eq!(l.offsets().collect::<Vec<_>>(), vec![0, 3, 1, 4, 2, 5]);
+        let n = Layout::contiguous(Shape::from([4, 3])).narrow(0, 1, 2);
+        assert_eq!(n.offsets().collect::<Vec<_>>(), vec![3, 4, 5, 6, 7, 8]);
+        assert_eq!(n.collapsed(), (vec![6], vec![1]));
+    }
+}

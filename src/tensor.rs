@@ -1,0 +1,459 @@
+//! `Tensor`: a cheap-to-clone handle to storage plus a strided layout; creation, read-back,
+//! views, and the bookkeeping autograd needs. The op methods live in `ops/`, one file a family.
+
+use crate::gpu::buffer::{self, GpuBuffer};
+use crate::op::Op;
+use crate::shape::{Layout, Shape};
+use crate::{DType, Device, Error, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Unique id of a tensor node (for gradients and graph traversal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(usize);
+
+impl TensorId {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        TensorId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Where the words of a tensor live. CPU storage is shared and lockable so optimizers can
+/// update parameters in place; GPU storage returns to the pool when the last user drops.
+#[derive(Clone)]
+pub(crate) enum Storage {
+    Cpu(Arc<RwLock<Vec<f32>>>),
+    Gpu(Arc<GpuBuffer>),
+}
+
+impl Storage {
+    pub(crate) fn cpu(data: Vec<f32>) -> Storage {
+        Storage::Cpu(Arc::new(RwLock::new(data)))
+    }
+}
+
+pub(crate) struct TensorInner {
+    id: TensorId,
+    storage: Storage,
+    layout: Layout,
+    dtype: DType,
+    device: Device,
+    op: Option<Op>,
+    requires_grad: bool,
+}
+
+/// An n-dimensional array on a [`Device`]. Cloning is cheap (an `Arc`); views such as
+/// [`Tensor::transpose`] share storage.
+#[derive(Clone)]
+pub struct Tensor(Arc<TensorInner>);
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tensor({:?}, {:?}, {})",
+            self.dims(),
+            self.dtype(),
+            self.device().name()
+        )
+    }
+}
+
+pub(crate) fn floats_to_words(v: &[f32]) -> Vec<u32> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+impl Tensor {
+    // ---------------------------------------------------------------- construction (internal)
+
+    /// Wraps storage in a new tensor; records `op` only when a parent needs a gradient.
+    pub(crate) fn from_parts(
+        storage: Storage,
+        layout: Layout,
+        dtype: DType,
+        device: Device,
+        op: Option<Op>,
+    ) -> Tensor {
+        let requires_grad = op.as_ref().is_some_and(crate::backprop::op_needs_grad)
+            && crate::backprop::grad_enabled();
+        Tensor(Arc::new(TensorInner {
+            id: TensorId::new(),
+            storage,
+            layout,
+            dtype,
+            device,
+            op: if requires_grad { op } else { None },
+            requires_grad,
+        }))
+    }
+
+    /// A new contiguous tensor on `device` holding `storage`.
+    pub(crate) fn from_storage(
+        storage: Storage,
+        shape: Shape,
+        dtype: DType,
+        device: &Device,
+        op: Option<Op>,
+    ) -> Tensor {
+        Tensor::from_parts(storage, Layout::contiguous(shape), dtype, device.clone(), op)
+    }
+
+    /// A view of the same storage with another layout.
+    pub(crate) fn view(&self, layout: Layout, op: Option<Op>) -> Tensor {
+        Tensor::from_parts(
+            self.0.storage.clone(),
+            layout,
+            self.dtype(),
+            self.device().clone(),
+            op,
+        )
+    }
+
+    fn from_words(
+        words: Vec<u32>,
+        shape: Shape,
+        dtype: DType,
+        device: &Device,
+        op: &'static str,
+    ) -> Result<Tensor> {
+        if words.len() != shape.numel() {
+            return Err(Error::ElementCount {
+                op,
+                shape: shape.dims().to_vec(),
+                len: words.len(),
+            });
+        }
+        let storage = match device {
+            Device::Cpu => Storage::cpu(bytemuck::cast_vec(words)),
+            Device::Gpu(ctx) => Storage::Gpu(buffer::upload(ctx, &words, op, shape.dims())?),
+        };
+        Ok(Tensor::from_storage(storage, shape, dtype, device, None))
+    }
+
+    // ---------------------------------------------------------------- creation
+
+    /// A tensor of `shape` holding `data` in row-major order.
+    pub fn from_vec(data: Vec<f32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::ElementCount {
+                op: "from_vec",
+                shape: shape.dims().to_vec(),
+                len: data.len(),
+            });
+        }
+        match device {
+            Device::Cpu => Ok(Tensor::from_storage(
+                Storage::cpu(data),
+                shape,
+                DType::F32,
+                device,
+                None,
+            )),
+            _ => Tensor::from_words(floats_to_words(&data), shape, DType::F32, device, "from_vec"),
+        }
+    }
+
+    /// A tensor of `shape` copied from `data`.
+    pub fn from_slice(data: &[f32], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape, device)
+    }
+
+    /// A `U32` tensor of indices (class labels, token ids, rows to gather).
+    pub fn from_indices(data: &[u32], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_words(data.to_vec(), shape.into(), DType::U32, device, "from_indices")
+    }
+
+    /// A rank-0 tensor holding `value`.
+    pub fn scalar(value: f32, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(vec![value], (), device)
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(value: f32, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        match device {
+            Device::Cpu => Tensor::from_vec(vec![value; shape.numel()], shape, device),
+            Device::Gpu(ctx) => {
+                let buf = buffer::alloc(ctx, shape.numel(), "full", shape.dims())?;
+                crate::gpu::elementwise::fill(&buf, shape.numel(), value)?;
+                Ok(Tensor::from_storage(
+                    Storage::Gpu(buf),
+                    shape,
+                    DType::F32,
+                    device,
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        match device {
+            Device::Gpu(ctx) => {
+                let buf = buffer::alloc(ctx, shape.numel(), "zeros", shape.dims())?;
+                buffer::clear(&buf, 0, shape.numel());
+                Ok(Tensor::from_storage(
+                    Storage::Gpu(buf),
+                    shape,
+                    DType::F32,
+                    device,
+                    None,
+                ))
+            }
+            Device::Cpu => Tensor::full(0.0, shape, device),
+        }
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::full(1.0, shape, device)
+    }
+
+    /// Zeros with this tensor's shape and device.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros(self.shape().clone(), self.device())
+    }
+
+    /// Ones with this tensor's shape and device.
+    pub fn ones_like(&self) -> Result<Tensor> {
+        Tensor::ones(self.shape().clone(), self.device())
+    }
+
+    /// `start, start + step, …` up to (excluding) `end`, as a 1-D tensor.
+    pub fn arange(start: f32, end: f32, step: f32, device: &Device) -> Result<Tensor> {
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            return Err(Error::invalid(
+                "arange",
+                format!("invalid range start={start} end={end} step={step}"),
+            ));
+        }
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let data = (0..n).map(|i| start + i as f32 * step).collect::<Vec<_>>();
+        Tensor::from_vec(data, n, device)
+    }
+
+    /// Uniform samples in `[0, 1)`. The same seed gives the same values on every device (they
+    /// are drawn on the host and uploaded).
+    pub fn rand(shape: impl Into<Shape>, seed: u64, device: &Device) -> Result<Tensor> {
+        Tensor::rand_uniform(shape, 0.0, 1.0, seed, device)
+    }
+
+    /// Uniform samples in `[lo, hi)`, seeded like [`Tensor::rand`].
+    pub fn rand_uniform(
+        shape: impl Into<Shape>,
+        lo: f32,
+        hi: f32,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let mut rng = crate::rng::Rng::new(seed);
+        let data = (0..shape.numel())
+            .map(|_| lo + (hi - lo) * rng.uniform())
+            .collect();
+        Tensor::from_vec(data, shape, device)
+    }
+
+    /// Standard normal samples, seeded like [`Tensor::rand`].
+    pub fn randn(shape: impl Into<Shape>, seed: u64, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        let mut rng = crate::rng::Rng::new(seed);
+        let data = (0..shape.numel()).map(|_| rng.normal()).collect();
+        Tensor::from_vec(data, shape, device)
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    /// The tensor's node id.
+    pub fn id(&self) -> TensorId {
+        self.0.id
+    }
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.0.layout.shape
+    }
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        self.0.layout.shape.dims()
+    }
+    /// Size of dimension `d` (negative counts from the end).
+    pub fn dim(&self, d: isize) -> Result<usize> {
+        Ok(self.dims()[self.shape().dim_index(d, "dim")?])
+    }
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape().rank()
+    }
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape().numel()
+    }
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    /// The device the tensor lives on.
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+    /// The strided layout.
+    pub fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+    /// Whether the elements are dense and row-major in storage.
+    pub fn is_contiguous(&self) -> bool {
+        self.0.layout.is_contiguous()
+    }
+    /// Whether a gradient will be computed for this tensor.
+    pub fn requires_grad_flag(&self) -> bool {
+        self.0.requires_grad
+    }
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+    pub(crate) fn op(&self) -> Option<&Op> {
+        self.0.op.as_ref()
+    }
+    pub(crate) fn with_requires_grad(&self, on: bool) -> Tensor {
+        Tensor(Arc::new(TensorInner {
+            id: TensorId::new(),
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            dtype: self.0.dtype,
+            device: self.0.device.clone(),
+            op: None,
+            requires_grad: on,
+        }))
+    }
+
+    // ---------------------------------------------------------------- checks shared by ops
+
+    pub(crate) fn check_same_device(&self, other: &Tensor, op: &'static str) -> Result<()> {
+        if self.device().same(other.device()) {
+            Ok(())
+        } else {
+            Err(Error::DeviceMismatch {
+                op,
+                lhs: self.device().name(),
+                rhs: other.device().name(),
+            })
+        }
+    }
+
+    pub(crate) fn check_dtype(&self, dtype: DType, op: &'static str) -> Result<()> {
+        if self.dtype() == dtype {
+            Ok(())
+        } else {
+            Err(Error::DType {
+                op,
+                msg: format!(
+                    "expected {dtype:?}, got {:?} (shape {:?})",
+                    self.dtype(),
+                    self.dims()
+                ),
+            })
+        }
+    }
+
+    pub(crate) fn check_nonempty(&self, op: &'static str) -> Result<()> {
+        if self.numel() == 0 {
+            Err(Error::Empty {
+                op,
+                shape: self.dims().to_vec(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---------------------------------------------------------------- read-back
+
+    /// The raw words in row-major order (waits for the device).
+    fn to_words(&self) -> Result<Vec<u32>> {
+        match self.storage() {
+            Storage::Cpu(data) => {
+                let data = data.read().unwrap();
+                Ok(self
+                    .layout()
+                    .offsets()
+                    .map(|o| data[o].to_bits())
+                    .collect())
+            }
+            Storage::Gpu(_) => {
+                let t = self.contiguous()?;
+                let Storage::Gpu(buf) = t.storage() else {
+                    unreachable!()
+                };
+                buffer::read_back(buf, t.layout().offset, t.numel())
+            }
+        }
+    }
+
+    /// The elements in row-major order as `f32` (`U32` indices are converted). Waits for the
+    /// device; the only other op that does is [`Tensor::to_vec_async`].
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let words = self.to_words()?;
+        Ok(match self.dtype() {
+            DType::U32 => words.into_iter().map(|w| w as f32).collect(),
+            _ => bytemuck::cast_vec(words),
+        })
+    }
+
+    /// The elements of a `U32` tensor.
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        self.check_dtype(DType::U32, "to_vec_u32")?;
+        self.to_words()
+    }
+
+    /// A future resolving to [`Tensor::to_vec`]'s result, without blocking the caller.
+    pub fn to_vec_async(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static {
+        use futures::future::{BoxFuture, FutureExt};
+        let is_u32 = self.dtype() == DType::U32;
+        let fut: BoxFuture<'static, Result<Vec<u32>>> =
+            match self.contiguous().map(|t| (t.storage().clone(), t)) {
+                Ok((Storage::Gpu(buf), t)) => {
+                    buffer::read_back_async(&buf, t.layout().offset, t.numel()).boxed()
+                }
+                Ok((Storage::Cpu(_), t)) => futures::future::ready(t.to_words()).boxed(),
+                Err(e) => futures::future::ready(Err(e)).boxed(),
+            };
+        fut.map(move |r| {
+            r.map(|w| {
+                if is_u32 {
+                    w.into_iter().map(|w| w as f32).collect()
+                } else {
+                    bytemuck::cast_vec(w)
+                }
+            })
+        })
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "item",
+                format!(
+                    "needs exactly one element, tensor has shape {:?}",
+                    self.dims()
+                ),
+            ));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// A copy on `device` (the same tensor if it is already there).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device().same(device) {
+            return Ok(self.clone());
+        }
+        let words = self.to_words()?;
+        Tensor::from_words(words, self.shape().clone(), self.dtype(), device, "to_device")
+    }
+}
