@@ -1,3 +1,7 @@
 //! The CPU backend: plain loops that are the specification every WGSL kernel is tested against.
 
 pub(crate) mod elementwise;
+pub(crate) mod index;
+pub(crate) mod matmul;
+pub(crate) mod reduce;
+pub(crate) mod softmax;

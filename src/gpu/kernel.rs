@@ -24,6 +24,10 @@ macro_rules! shader {
     };
 }
 shader!(ELEMENTWISE, "elementwise");
+shader!(REDUCE, "reduce");
+shader!(SOFTMAX, "softmax");
+shader!(MATMUL, "matmul");
+shader!(INDEX, "index");
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 

@@ -3,7 +3,11 @@
 pub mod buffer;
 pub mod context;
 pub(crate) mod elementwise;
+pub(crate) mod index;
 pub(crate) mod kernel;
+pub(crate) mod matmul;
+pub(crate) mod reduce;
+pub(crate) mod softmax;
 
 pub use buffer::PoolStats;
 pub use context::{adapters, AdapterSummary, GpuContext};

@@ -2,4 +2,10 @@
 //! that sends the work to `cpu/` or `gpu/`.
 
 mod elementwise;
+mod index;
+mod matmul;
+mod reduce;
+mod softmax;
 mod view;
+
+pub(crate) use elementwise::alloc_like;
