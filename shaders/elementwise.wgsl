@@ -63,6 +63,11 @@ fn unary_op(x: f32) -> f32 {
         case 11u: { return pow_signed(x, p.s0); }
         case 12u: { return 1.0 / x; }
         case 13u: { return min(max(x, p.s0), p.s1); }
+        case 14u: {
+            let cdf = 0.5 * (1.0 + erf_approx(x * 0.70710678118654752));
+            return cdf + x * exp(-0.5 * x * x) * 0.39894228040143268;
+        }
+        case 15u: { return select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0); }
         case 30u: { return f32(bitcast<u32>(x)); }
         case 31u: { return bitcast<f32>(u32(max(x, 0.0))); }
         default: { return compare(OP - 20u, x, p.s0); }

@@ -1,8 +1,9 @@
-//! Gradient bookkeeping: the `no_grad` scope and which ops record a graph.
+//! Autograd: the `no_grad` scope, which ops record a graph, and `backward()` with one arm per `Op`.
 
-use crate::op::Op;
-use crate::Tensor;
+use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
+use crate::{Error, Result, Tensor, TensorId};
 use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
@@ -48,4 +49,271 @@ impl Op {
 /// Whether a tensor made by `op` needs a graph node.
 pub(crate) fn op_needs_grad(op: &Op) -> bool {
     op.parents().iter().any(|t| t.requires_grad_flag())
+}
+
+/// Gradients from [`Tensor::backward`], keyed by tensor. Each gradient has its tensor's shape
+/// and lives on its device (GPU gradients never leave the GPU).
+#[derive(Default, Clone)]
+pub struct Gradients(HashMap<TensorId, Tensor>);
+
+impl Gradients {
+    /// The gradient of `t`, if `t` needed one and the loss depends on it.
+    pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
+        self.0.get(&t.id())
+    }
+    /// Removes and returns the gradient of `t`.
+    pub fn remove(&mut self, t: &Tensor) -> Option<Tensor> {
+        self.0.remove(&t.id())
+    }
+    /// Sets the gradient of `t` (e.g. after clipping).
+    pub fn insert(&mut self, t: &Tensor, grad: Tensor) {
+        self.0.insert(t.id(), grad);
+    }
+    /// Number of gradients held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether no gradient is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn accumulate(&mut self, t: &Tensor, g: Tensor) -> Result<()> {
+        let g = match self.0.remove(&t.id()) {
+            Some(prev) => prev.add(&g)?,
+            None => g,
+        };
+        self.0.insert(t.id(), g);
+        Ok(())
+    }
+}
+
+/// Nodes reachable from `root` through tensors that need gradients, parents before children.
+fn topo_order(root: &Tensor) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    // Iterative DFS (deep graphs such as unrolled LSTMs would overflow a recursive one).
+    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            order.push(t);
+            continue;
+        }
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        stack.push((t.clone(), true));
+        if let Some(op) = t.op() {
+            for p in op.parents() {
+                if p.requires_grad_flag() && !seen.contains(&p.id()) {
+                    stack.push((p.clone(), false));
+                }
+            }
+        }
+    }
+    order
+}
+
+impl Tensor {
+    /// Marks this tensor as a leaf that needs a gradient (a new handle sharing the storage).
+    pub fn requires_grad(&self) -> Tensor {
+        self.with_requires_grad(true)
+    }
+
+    /// The same values cut from the graph: no gradient flows through the result.
+    pub fn detach(&self) -> Tensor {
+        self.with_requires_grad(false)
+    }
+
+    /// Back-propagates from this one-element tensor (the loss) and returns the gradient of
+    /// every tensor that needs one. The backward pass itself records no graph.
+    pub fn backward(&self) -> Result<Gradients> {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "backward",
+                format!("needs a one-element loss, got shape {:?}", self.dims()),
+            ));
+        }
+        let mut grads = Gradients::default();
+        if !self.requires_grad_flag() {
+            return Ok(grads);
+        }
+        no_grad(|| -> Result<()> {
+            grads.0.insert(self.id(), self.ones_like()?);
+            for node in topo_order(self).into_iter().rev() {
+                let Some(op) = node.op() else { continue };
+                let Some(dy) = grads.0.get(&node.id()).cloned() else {
+                    continue;
+                };
+                for (parent, g) in backward_op(op, &node, &dy)? {
+                    if parent.requires_grad_flag() {
+                        grads.accumulate(&parent, g)?;
+                    }
+                }
+                // Interior gradients are not kept: only leaves are returned.
+                grads.0.remove(&node.id());
+            }
+            Ok(())
+        })?;
+        Ok(grads)
+    }
+}
+
+/// The gradients an op sends to its parents, given its output `y` and the output gradient.
+fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
+    let one = |t: &Tensor, g: Tensor| Ok(vec![(t.clone(), g)]);
+    match op {
+        Op::Unary(x, u) => {
+            let g = match *u {
+                UnaryOp::Copy => dy.clone(),
+                UnaryOp::Neg => dy.neg()?,
+                UnaryOp::Abs => dy.mul(&x.unary(UnaryOp::Sign)?)?,
+                UnaryOp::Exp => dy.mul(y)?,
+                UnaryOp::Log => dy.div(x)?,
+                UnaryOp::Sqrt => dy.div(&y.mul_scalar(2.0)?)?,
+                UnaryOp::Relu => dy.mul(&x.gt_scalar(0.0)?)?,
+                UnaryOp::Sigmoid => dy.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?,
+                UnaryOp::Tanh => dy.mul(&y.mul(y)?.affine(-1.0, 1.0)?)?,
+                UnaryOp::Gelu => dy.mul(&x.unary(UnaryOp::GeluGrad)?)?,
+                UnaryOp::Affine { mul, .. } => dy.mul_scalar(mul)?,
+                UnaryOp::Powf(p) => dy.mul(&x.powf(p - 1.0)?.mul_scalar(p)?)?,
+                UnaryOp::Recip => dy.mul(&y.mul(y)?)?.neg()?,
+                UnaryOp::Clamp { min, max } => {
+                    dy.mul(&x.ge_scalar(min)?.mul(&x.le_scalar(max)?)?)?
+                }
+                UnaryOp::GeluGrad
+                | UnaryOp::Sign
+                | UnaryOp::CmpScalar(..)
+                | UnaryOp::U32ToF32
+                | UnaryOp::F32ToU32 => return Ok(vec![]),
+            };
+            one(x, g)
+        }
+        Op::Binary(a, b, op) => {
+            let (ga, gb) = match op {
+                BinaryOp::Add => (dy.clone(), dy.clone()),
+                BinaryOp::Sub => (dy.clone(), dy.neg()?),
+                BinaryOp::Mul => (dy.mul(b)?, dy.mul(a)?),
+                BinaryOp::Div => {
+                    let ga = dy.div(b)?;
+                    (ga.clone(), ga.mul(y)?.neg()?)
+                }
+                BinaryOp::Maximum | BinaryOp::Minimum => {
+                    // Ties send the gradient to `a`.
+                    let pick_a = if *op == BinaryOp::Maximum {
+                        a.ge(b)?
+                    } else {
+                        a.le(b)?
+                    };
+                    let ga = dy.mul(&pick_a)?;
+                    (ga.clone(), dy.sub(&ga)?)
+                }
+                BinaryOp::Cmp(_) => return Ok(vec![]),
+            };
+            Ok(vec![
+                (a.clone(), ga.sum_to_shape(a.shape())?),
+                (b.clone(), gb.sum_to_shape(b.shape())?),
+            ])
+        }
+        Op::Where(c, a, b) => {
+            let zero = Tensor::zeros((), dy.device())?;
+            let ga = Tensor::where_cond(c, dy, &zero)?;
+            let gb = dy.sub(&ga)?;
+            Ok(vec![
+                (a.clone(), ga.sum_to_shape(a.shape())?),
+                (b.clone(), gb.sum_to_shape(b.shape())?),
+            ])
+        }
+        Op::Reduce(x, r, dims, keepdim) => {
+            // dy and y with the reduced dims kept as size 1, so they broadcast against x.
+            let mut kept = x.dims().to_vec();
+            for &d in dims {
+                kept[d] = 1;
+            }
+            let dy_k = if *keepdim { dy.clone() } else { dy.reshape(kept.clone())? };
+            let g = match r {
+                ReduceOp::Sum => dy_k.broadcast_to(x.shape().clone())?,
+                ReduceOp::Mean => {
+                    let count: usize = dims.iter().map(|&d| x.dims()[d]).product();
+                    dy_k.mul_scalar(1.0 / count as f32)?
+                        .broadcast_to(x.shape().clone())?
+                }
+                ReduceOp::Max | ReduceOp::Min => {
+                    // Split evenly between tied extremes.
+                    let y_k = if *keepdim { y.clone() } else { y.reshape(kept.clone())? };
+                    let mask = x.eq(&y_k)?;
+                    let ties = mask.reduce(ReduceOp::Sum, &to_isize(dims), true)?;
+                    mask.mul(&dy_k.div(&ties)?)?
+                }
+                ReduceOp::ArgMax => return Ok(vec![]),
+            };
+            one(x, g.contiguous()?)
+        }
+        Op::Softmax(x) => one(x, crate::ops::softmax_backward(y, dy)?),
+        Op::LogSoftmax(x) => one(x, crate::ops::log_softmax_backward(y, dy)?),
+        Op::Matmul(a, b) => {
+            // Work on the promoted (rank >= 2) shapes, then fold back.
+            let a2 = if a.rank() == 1 { a.unsqueeze(0)? } else { a.clone() };
+            let b2 = if b.rank() == 1 { b.unsqueeze(1)? } else { b.clone() };
+            let batch = batch_shape(&a2, &b2)?;
+            let mut dy_dims = batch;
+            dy_dims.push(a2.dims()[a2.rank() - 2]);
+            dy_dims.push(b2.dims()[b2.rank() - 1]);
+            let dy2 = dy.reshape(dy_dims)?;
+            let ga = dy2.matmul(&b2.t()?)?.sum_to_shape(a2.shape())?.reshape(a.shape().clone())?;
+            let gb = a2.t()?.matmul(&dy2)?.sum_to_shape(b2.shape())?.reshape(b.shape().clone())?;
+            Ok(vec![(a.clone(), ga), (b.clone(), gb)])
+        }
+        Op::IndexSelect(src, idx, dim) => one(
+            src,
+            crate::ops::index_select_backward(dy, idx, *dim, src.shape())?,
+        ),
+        Op::Reshape(x) => one(x, dy.reshape(x.shape().clone())?),
+        Op::Permute(x, perm) => {
+            let mut inv = vec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inv[p] = i;
+            }
+            one(x, dy.permute(&inv)?.contiguous()?)
+        }
+        Op::Narrow(x, dim, start) => {
+            let d = *dim;
+            let (len, size) = (dy.dims()[d], x.dims()[d]);
+            let mut parts = Vec::new();
+            let mut pad = |n: usize| -> Result<()> {
+                if n > 0 {
+                    let mut dims = x.dims().to_vec();
+                    dims[d] = n;
+                    parts.push(Tensor::zeros(dims, dy.device())?);
+                }
+                Ok(())
+            };
+            pad(*start)?;
+            parts.push(dy.clone());
+            pad(size - start - len)?;
+            let refs: Vec<&Tensor> = parts.iter().collect();
+            one(x, Tensor::cat(&refs, d as isize)?)
+        }
+        Op::Cat(ts, dim) => {
+            let mut start = 0;
+            let mut out = Vec::new();
+            for t in ts {
+                let len = t.dims()[*dim];
+                out.push((t.clone(), dy.narrow(*dim as isize, start, len)?.contiguous()?));
+                start += len;
+            }
+            Ok(out)
+        }
+        Op::BroadcastTo(x) => one(x, dy.sum_to_shape(x.shape())?),
+    }
+}
+
+fn to_isize(dims: &[usize]) -> Vec<isize> {
+    dims.iter().map(|&d| d as isize).collect()
+}
+
+/// The broadcast batch dims of two rank >= 2 matmul operands.
+fn batch_shape(a: &Tensor, b: &Tensor) -> Result<Vec<usize>> {
+    let ba = crate::Shape::from(&a.dims()[..a.rank() - 2]);
+    let bb = crate::Shape::from(&b.dims()[..b.rank() - 2]);
+    Ok(ba.broadcast(&bb, "matmul backward")?.dims().to_vec())
 }

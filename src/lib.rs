@@ -17,18 +17,22 @@
 //! ```
 
 pub mod backprop;
+pub mod checkpoint;
 mod cpu;
+pub mod data;
 pub mod device;
 mod dtype;
 pub mod error;
 pub mod gpu;
+pub mod nn;
 pub mod op;
 mod ops;
+pub mod optim;
 pub mod rng;
 pub mod shape;
 mod tensor;
 
-pub use backprop::no_grad;
+pub use backprop::{no_grad, Gradients};
 pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};

@@ -79,6 +79,10 @@ pub enum UnaryOp {
     },
     /// compare with a scalar, producing a mask
     CmpScalar(CmpOp, f32),
+    /// derivative of exact GELU, `Φ(x) + x·φ(x)` (for backward)
+    GeluGrad,
+    /// `-1`, `0` or `1` (0 for NaN and ±0)
+    Sign,
     /// `U32` index to `F32` value
     U32ToF32,
     /// `F32` value to `U32` (truncated, negatives to 0)
@@ -107,6 +111,21 @@ impl UnaryOp {
             UnaryOp::Recip => 1.0 / x,
             UnaryOp::Clamp { min, max } => x.max(min).min(max),
             UnaryOp::CmpScalar(c, s) => c.apply(x, s) as u32 as f32,
+            UnaryOp::GeluGrad => {
+                let x = x as f64;
+                let cdf = 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2));
+                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                (cdf + x * pdf) as f32
+            }
+            UnaryOp::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
             UnaryOp::U32ToF32 => x.to_bits() as f32,
             UnaryOp::F32ToU32 => f32::from_bits(x.max(0.0) as u32),
         }
@@ -130,6 +149,8 @@ impl UnaryOp {
             UnaryOp::Recip => (12, [0.0; 2]),
             UnaryOp::Clamp { min, max } => (13, [min, max]),
             UnaryOp::CmpScalar(c, s) => (20 + c.code(), [s, 0.0]),
+            UnaryOp::GeluGrad => (14, [0.0; 2]),
+            UnaryOp::Sign => (15, [0.0; 2]),
             UnaryOp::U32ToF32 => (30, [0.0; 2]),
             UnaryOp::F32ToU32 => (31, [0.0; 2]),
         }

@@ -448,6 +448,58 @@ impl Tensor {
         Ok(self.to_vec()?[0])
     }
 
+    /// A dense copy with its own storage (recorded like an identity op for autograd).
+    pub fn copy(&self) -> Result<Tensor> {
+        self.unary(crate::op::UnaryOp::Copy)
+    }
+
+    /// `self` if it is contiguous from storage offset 0, else a dense copy.
+    pub(crate) fn dense(&self) -> Result<Tensor> {
+        if self.is_contiguous() && self.layout().offset == 0 {
+            Ok(self.clone())
+        } else {
+            self.copy()
+        }
+    }
+
+    /// Overwrites this tensor's elements in place with `src`'s (same shape, any device). Used to
+    /// load checkpoints into parameters that optimizers and models already hold.
+    pub fn assign(&self, src: &Tensor) -> Result<()> {
+        const OP: &str = "assign";
+        if src.dims() != self.dims() || src.dtype() != self.dtype() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: self.dims().to_vec(),
+                rhs: src.dims().to_vec(),
+            });
+        }
+        let src = src.to_device(self.device())?.dense()?;
+        match (self.storage(), src.storage()) {
+            (Storage::Cpu(dst), Storage::Cpu(s)) => {
+                if Arc::ptr_eq(dst, s) {
+                    return Ok(());
+                }
+                let s = s.read().unwrap();
+                let mut d = dst.write().unwrap();
+                for (o, v) in self.layout().offsets().zip(s.iter()) {
+                    d[o] = *v;
+                }
+                Ok(())
+            }
+            (Storage::Gpu(dst), Storage::Gpu(s)) => {
+                if Arc::ptr_eq(dst, s) {
+                    return Ok(());
+                }
+                crate::gpu::elementwise::unary(
+                    crate::op::UnaryOp::Copy,
+                    (s, src.layout()),
+                    (dst, self.layout()),
+                )
+            }
+            _ => unreachable!("moved to the same device"),
+        }
+    }
+
     /// A copy on `device` (the same tensor if it is already there).
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if self.device().same(device) {

@@ -28,6 +28,7 @@ shader!(REDUCE, "reduce");
 shader!(SOFTMAX, "softmax");
 shader!(MATMUL, "matmul");
 shader!(INDEX, "index");
+shader!(OPTIM, "optim");
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 

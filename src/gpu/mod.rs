@@ -6,6 +6,7 @@ pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod kernel;
 pub(crate) mod matmul;
+pub(crate) mod optim;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 

@@ -1,0 +1,141 @@
+//! Checkpoints: named tensors saved as safetensors, written atomically (a temporary file in
+//! the same directory, synced, then renamed over the target), and loaded with checks.
+
+use crate::{DType, Device, Error, Result, Tensor};
+use safetensors::tensor::{Dtype as StDtype, TensorView};
+use std::io::Write;
+use std::path::Path;
+
+/// Saves `tensors` (e.g. `model.parameters()` plus `optimizer.state()`) to `path`. A crash
+/// mid-save leaves any previous file at `path` intact.
+pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
+    let path = path.as_ref();
+    let io = |what: &str, source| Error::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    };
+    let mut data = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let (dtype, bytes) = match t.dtype() {
+            DType::F32 => (StDtype::F32, bytemuck::cast_slice(&t.to_vec()?).to_vec()),
+            DType::U32 => (StDtype::U32, bytemuck::cast_slice(&t.to_vec_u32()?).to_vec()),
+            DType::F16 => {
+                return Err(Error::DType {
+                    op: "checkpoint::save",
+                    msg: format!("{name}: F16 is not supported"),
+                })
+            }
+        };
+        data.push((name.clone(), dtype, t.dims().to_vec(), bytes));
+    }
+    let views = data
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::invalid("checkpoint::save", format!("{n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::invalid("checkpoint::save", e.to_string()))?;
+
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating temp file for", e))?;
+        f.write_all(&bytes).map_err(|e| io("writing", e))?;
+        f.sync_all().map_err(|e| io("syncing", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))?;
+        // Persist the rename itself (best effort: not every platform can open a directory).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads every tensor in a safetensors file onto `device`.
+pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vec<(String, Tensor)>> {
+    let path = path.as_ref();
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        what: format!("reading {what}"),
+        source,
+    })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+        what: what.clone(),
+        msg: format!("not a valid safetensors file: {e}"),
+    })?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let t = match view.dtype() {
+            StDtype::F32 => {
+                let v: Vec<f32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Tensor::from_vec(v, shape, device)?
+            }
+            StDtype::U32 => {
+                let v: Vec<u32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Tensor::from_indices(&v, shape, device)?
+            }
+            d => {
+                return Err(Error::Format {
+                    what,
+                    msg: format!("tensor {name} has unsupported dtype {d:?}"),
+                })
+            }
+        };
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Loads `path` into existing tensors in place (e.g. `model.parameters()`). Every named
+/// target must be present with the same shape; extra tensors in the file are ignored.
+pub fn load_into(path: impl AsRef<Path>, targets: &[(String, Tensor)]) -> Result<()> {
+    let path = path.as_ref();
+    let loaded = load(path, &Device::Cpu)?;
+    let find = |n: &str| loaded.iter().find(|(k, _)| k == n).map(|(_, t)| t);
+    // Check everything before writing anything, so a bad file changes nothing.
+    for (name, t) in targets {
+        match find(name) {
+            None => {
+                return Err(Error::Format {
+                    what: path.display().to_string(),
+                    msg: format!("missing tensor {name} (expected shape {:?})", t.dims()),
+                })
+            }
+            Some(src) if src.dims() != t.dims() || src.dtype() != t.dtype() => {
+                return Err(Error::Format {
+                    what: path.display().to_string(),
+                    msg: format!(
+                        "tensor {name} has shape {:?} {:?}, expected {:?} {:?}",
+                        src.dims(),
+                        src.dtype(),
+                        t.dims(),
+                        t.dtype()
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, t) in targets {
+        t.assign(find(name).unwrap())?;
+    }
+    Ok(())
+}
