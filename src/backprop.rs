@@ -37,7 +37,10 @@ impl Op {
             | Op::Reshape(a)
             | Op::Permute(a, _)
             | Op::Narrow(a, ..)
-            | Op::BroadcastTo(a) => vec![a],
+            | Op::BroadcastTo(a)
+            | Op::AvgPool2d(a, _) => vec![a],
+            // The arg-max indices are bookkeeping, not an input with a gradient.
+            Op::MaxPool2d(a, _, _) => vec![a],
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
             Op::IndexSelect(a, idx, _) => vec![a, idx],
             Op::Where(c, a, b) => vec![c, a, b],
@@ -53,7 +56,7 @@ pub(crate) fn op_needs_grad(op: &Op) -> bool {
 
 /// Gradients from [`Tensor::backward`], keyed by tensor. Each gradient has its tensor's shape
 /// and lives on its device (GPU gradients never leave the GPU).
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct Gradients(HashMap<TensorId, Tensor>);
 
 impl Gradients {
@@ -278,18 +281,15 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::Narrow(x, dim, start) => {
             let d = *dim;
             let (len, size) = (dy.dims()[d], x.dims()[d]);
-            let mut parts = Vec::new();
-            let mut pad = |n: usize| -> Result<()> {
-                if n > 0 {
-                    let mut dims = x.dims().to_vec();
-                    dims[d] = n;
-                    parts.push(Tensor::zeros(dims, dy.device())?);
-                }
-                Ok(())
+            let pad = |n: usize| -> Result<Option<Tensor>> {
+                let mut dims = x.dims().to_vec();
+                dims[d] = n;
+                (n > 0).then(|| Tensor::zeros(dims, dy.device())).transpose()
             };
-            pad(*start)?;
-            parts.push(dy.clone());
-            pad(size - start - len)?;
+            let parts: Vec<Tensor> = [pad(*start)?, Some(dy.clone()), pad(size - start - len)?]
+                .into_iter()
+                .flatten()
+                .collect();
             let refs: Vec<&Tensor> = parts.iter().collect();
             one(x, Tensor::cat(&refs, d as isize)?)
         }
@@ -304,6 +304,8 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             Ok(out)
         }
         Op::BroadcastTo(x) => one(x, dy.sum_to_shape(x.shape())?),
+        Op::MaxPool2d(x, arg, p) => one(x, crate::ops::pool2d_backward(x, dy, Some(arg), p)?),
+        Op::AvgPool2d(x, p) => one(x, crate::ops::pool2d_backward(x, dy, None, p)?),
     }
 }
 

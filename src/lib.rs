@@ -37,5 +37,5 @@ pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use op::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
-pub use shape::{Layout, Shape};
+pub use shape::{Layout, Pool2d, Shape};
 pub use tensor::{Tensor, TensorId};

@@ -260,6 +260,9 @@ pub(crate) enum Op {
     Narrow(Tensor, usize, usize),
     Cat(Vec<Tensor>, usize),
     BroadcastTo(Tensor),
+    /// Max pooling: input, arg-max indices (`U32`, flat within each plane), geometry.
+    MaxPool2d(Tensor, Tensor, crate::shape::Pool2d),
+    AvgPool2d(Tensor, crate::shape::Pool2d),
 }
 
 /// Abramowitz & Stegun 7.1.26, |error| < 1.5e-7 — the same formula the WGSL GELU uses.

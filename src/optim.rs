@@ -214,7 +214,8 @@ impl Optimizer for Sgd {
             self.lr,
             self.nesterov,
         );
-        let n_states = usize::from(mu != 0.0);
+        // The kernel binds the momentum buffer even when μ = 0 (WGSL bindings are static).
+        let n_states = 1;
         no_grad(|| {
             for slot in &mut self.slots {
                 let Some(g) = grads.get(&slot.param) else {
@@ -223,7 +224,7 @@ impl Optimizer for Sgd {
                 update(slot, g, n_states, "sgd_step", p, |x, g, st| {
                     for i in 0..x.len() {
                         let mut gi = g[i] + wd * x[i];
-                        if n_states == 1 {
+                        if mu != 0.0 {
                             let buf = mu * st[0][i] + (1.0 - tau) * gi;
                             st[0][i] = buf;
                             gi = if nesterov { gi + mu * buf } else { buf };

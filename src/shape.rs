@@ -310,3 +310,58 @@ mod tests {
         assert_eq!(n.collapsed(), (vec![6], vec![1]));
     }
 }
+
+/// Window geometry of a 2-D pooling op over NCHW input (PyTorch's `MaxPool2d`/`AvgPool2d`
+/// arguments; average pooling counts padding in the divisor, as PyTorch's default does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2d {
+    /// Window (height, width).
+    pub kernel: [usize; 2],
+    /// Step (height, width).
+    pub stride: [usize; 2],
+    /// Implicit padding on each side (height, width); at most half the window.
+    pub padding: [usize; 2],
+    /// Round the output size up instead of down (windows may then hang off the edge).
+    pub ceil_mode: bool,
+}
+
+impl Pool2d {
+    /// A `k`×`k` window with stride `k`, no padding, floor mode.
+    pub fn new(k: usize) -> Pool2d {
+        Pool2d {
+            kernel: [k, k],
+            stride: [k, k],
+            padding: [0, 0],
+            ceil_mode: false,
+        }
+    }
+
+    /// Output (height, width) for an input of `h`×`w`, checking the geometry.
+    pub fn output_hw(&self, op: &'static str, input: &[usize]) -> Result<[usize; 2]> {
+        let bad = |msg: String| Error::invalid(op, format!("{msg} (input shape {input:?}, {self:?})"));
+        if input.len() != 4 {
+            return Err(bad(format!("expects NCHW input of rank 4, got rank {}", input.len())));
+        }
+        let mut out = [0; 2];
+        for i in 0..2 {
+            let (n, k, s, p) = (input[2 + i], self.kernel[i], self.stride[i], self.padding[i]);
+            if k == 0 || s == 0 {
+                return Err(bad("kernel and stride must be positive".into()));
+            }
+            if 2 * p > k {
+                return Err(bad(format!("padding {p} exceeds half the kernel {k}")));
+            }
+            if n + 2 * p < k {
+                return Err(bad(format!("kernel {k} is larger than the padded input {}", n + 2 * p)));
+            }
+            let span = n + 2 * p - k;
+            let mut o = if self.ceil_mode { span.div_ceil(s) } else { span / s } + 1;
+            // PyTorch: the last window must start inside the input or the left padding.
+            if self.ceil_mode && (o - 1) * s >= n + p {
+                o -= 1;
+            }
+            out[i] = o;
+        }
+        Ok(out)
+    }
+}

@@ -165,3 +165,10 @@ fn backward_needs_scalar_loss() {
     let err = x.exp().unwrap().backward().unwrap_err().to_string();
     assert!(err.contains("backward") && err.contains("[2]"), "{err}");
 }
+
+grad_test!(max_pool2d, &[&[2, 2, 5, 5]], |x| {
+    x[0].max_pool2d(wgml::Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: true })
+});
+grad_test!(avg_pool2d, &[&[1, 2, 5, 6]], |x| {
+    x[0].avg_pool2d(wgml::Pool2d { kernel: [2, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false })
+});

@@ -97,7 +97,7 @@ fn default_inits_have_pytorch_bounds() {
     let glorot = (6.0f32 / 150.0).sqrt();
     let kw = k.weight.to_vec().unwrap();
     assert!(kw.iter().all(|v| v.abs() <= glorot) && kw.iter().any(|v| v.abs() > 0.9 * glorot));
-    assert!(k.bias.unwrap().to_vec().unwrap().iter().all(|&v| v == 0.0));
+    assert!(k.bias.as_ref().unwrap().to_vec().unwrap().iter().all(|&v| v == 0.0));
     let names: Vec<String> = Sequential::new().add(l).add(Relu).add(k).parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
 }

@@ -29,6 +29,7 @@ shader!(SOFTMAX, "softmax");
 shader!(MATMUL, "matmul");
 shader!(INDEX, "index");
 shader!(OPTIM, "optim");
+shader!(POOL, "pool");
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 

@@ -4,9 +4,11 @@ mod dropout;
 pub mod init;
 mod linear;
 pub mod loss;
+mod pool;
 
 pub use dropout::Dropout;
 pub use linear::Linear;
+pub use pool::{AvgPool2d, MaxPool2d};
 
 use crate::{Result, Tensor};
 

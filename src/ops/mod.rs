@@ -4,8 +4,10 @@
 mod elementwise;
 mod index;
 mod matmul;
+mod pool;
 mod reduce;
 mod softmax;
 mod view;
 
 pub(crate) use elementwise::alloc_like;
+pub(crate) use pool::pool2d_backward;
