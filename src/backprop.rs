@@ -38,7 +38,8 @@ impl Op {
             | Op::Permute(a, _)
             | Op::Narrow(a, ..)
             | Op::BroadcastTo(a)
-            | Op::AvgPool2d(a, _) => vec![a],
+            | Op::AvgPool2d(a, _)
+            | Op::Im2col(a, _) => vec![a],
             // The arg-max indices are bookkeeping, not an input with a gradient.
             Op::MaxPool2d(a, _, _) => vec![a],
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
@@ -306,6 +307,7 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::BroadcastTo(x) => one(x, dy.sum_to_shape(x.shape())?),
         Op::MaxPool2d(x, arg, p) => one(x, crate::ops::pool2d_backward(x, dy, Some(arg), p)?),
         Op::AvgPool2d(x, p) => one(x, crate::ops::pool2d_backward(x, dy, None, p)?),
+        Op::Im2col(x, g) => one(x, crate::ops::col2im(dy, g)?),
     }
 }
 

@@ -18,7 +18,8 @@
 
 pub mod backprop;
 pub mod checkpoint;
-mod cpu;
+#[doc(hidden)]
+pub mod cpu;
 pub mod data;
 pub mod device;
 mod dtype;
@@ -37,5 +38,5 @@ pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use op::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
-pub use shape::{Layout, Pool2d, Shape};
+pub use shape::{Conv2dConfig, Layout, Pool2d, Shape};
 pub use tensor::{Tensor, TensorId};

@@ -263,6 +263,8 @@ pub(crate) enum Op {
     /// Max pooling: input, arg-max indices (`U32`, flat within each plane), geometry.
     MaxPool2d(Tensor, Tensor, crate::shape::Pool2d),
     AvgPool2d(Tensor, crate::shape::Pool2d),
+    /// im2col of an NCHW input; its backward is col2im.
+    Im2col(Tensor, crate::shape::ConvGeom),
 }
 
 /// Abramowitz & Stegun 7.1.26, |error| < 1.5e-7 — the same formula the WGSL GELU uses.

@@ -365,3 +365,103 @@ impl Pool2d {
         Ok(out)
     }
 }
+
+/// Geometry of a 2-D convolution over NCHW input with OIHW weights (PyTorch's `Conv2d`
+/// arguments other than the kernel, which the weight's shape gives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Step (height, width).
+    pub stride: [usize; 2],
+    /// Zero padding on each side (height, width).
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps (height, width).
+    pub dilation: [usize; 2],
+    /// Channel groups: input and output channels are split into this many independent parts.
+    pub groups: usize,
+}
+
+impl Default for Conv2dConfig {
+    fn default() -> Self {
+        Conv2dConfig {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+/// Everything a conv kernel needs to know about one conv2d call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGeom {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) kh: usize,
+    pub(crate) kw: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
+    pub(crate) cfg: Conv2dConfig,
+}
+
+impl ConvGeom {
+    /// Checks input `[N, C, H, W]` against weight `[O, C/groups, KH, KW]`.
+    pub(crate) fn new(op: &'static str, input: &[usize], weight: &[usize], cfg: Conv2dConfig) -> Result<ConvGeom> {
+        let mismatch = || Error::ShapeMismatch { op, lhs: input.to_vec(), rhs: weight.to_vec() };
+        let bad = |msg: String| {
+            Error::invalid(op, format!("{msg} (input {input:?}, weight {weight:?}, {cfg:?})"))
+        };
+        if input.len() != 4 || weight.len() != 4 {
+            return Err(bad(format!(
+                "expects NCHW input and OIHW weight of rank 4, got ranks {} and {}",
+                input.len(),
+                weight.len()
+            )));
+        }
+        let g = cfg.groups;
+        if g == 0 || cfg.stride.contains(&0) || cfg.dilation.contains(&0) {
+            return Err(bad("groups, stride and dilation must be positive".into()));
+        }
+        if input[1] % g != 0 || weight[0] % g != 0 {
+            return Err(bad(format!(
+                "{} input channels and {} output channels must both be divisible by groups={g}",
+                input[1], weight[0]
+            )));
+        }
+        if weight[1] != input[1] / g {
+            return Err(mismatch());
+        }
+        let mut out = [0; 2];
+        for i in 0..2 {
+            let (n, k, s, p, d) = (input[2 + i], weight[2 + i], cfg.stride[i], cfg.padding[i], cfg.dilation[i]);
+            let span = d * (k.max(1) - 1) + 1;
+            if k == 0 || n + 2 * p < span {
+                return Err(bad(format!(
+                    "kernel extent {span} is larger than the padded input {}",
+                    n + 2 * p
+                )));
+            }
+            out[i] = (n + 2 * p - span) / s + 1;
+        }
+        Ok(ConvGeom {
+            n: input[0],
+            c: input[1],
+            h: input[2],
+            w: input[3],
+            kh: weight[2],
+            kw: weight[3],
+            oh: out[0],
+            ow: out[1],
+            cfg,
+        })
+    }
+    /// Rows of one group's column matrix: `C/groups · KH · KW`.
+    pub(crate) fn rows(&self) -> usize {
+        self.c / self.cfg.groups * self.kh * self.kw
+    }
+    /// Columns of the column matrix: `N · OH · OW`.
+    pub(crate) fn cols(&self) -> usize {
+        self.n * self.oh * self.ow
+    }
+}

@@ -172,3 +172,11 @@ grad_test!(max_pool2d, &[&[2, 2, 5, 5]], |x| {
 grad_test!(avg_pool2d, &[&[1, 2, 5, 6]], |x| {
     x[0].avg_pool2d(wgml::Pool2d { kernel: [2, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false })
 });
+grad_test!(conv2d_stride_pad, &[&[2, 3, 6, 5], &[4, 3, 3, 3], &[4]], |x| {
+    let c = wgml::Conv2dConfig { stride: [2, 1], padding: [1, 2], dilation: [1, 1], groups: 1 };
+    x[0].conv2d(&x[1], Some(&x[2]), c)
+});
+grad_test!(conv2d_dilation_groups, &[&[1, 4, 7, 7], &[6, 2, 3, 2]], |x| {
+    let c = wgml::Conv2dConfig { stride: [1, 1], padding: [1, 1], dilation: [2, 1], groups: 2 };
+    x[0].conv2d(&x[1], None, c)
+});

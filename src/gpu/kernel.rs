@@ -30,6 +30,7 @@ shader!(MATMUL, "matmul");
 shader!(INDEX, "index");
 shader!(OPTIM, "optim");
 shader!(POOL, "pool");
+shader!(CONV, "conv");
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 

@@ -2,6 +2,7 @@
 
 pub mod buffer;
 pub mod context;
+pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod kernel;

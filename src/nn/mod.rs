@@ -1,11 +1,13 @@
 //! Layers: the `Module` trait, `Sequential`, activations, and the layer types.
 
+mod conv;
 mod dropout;
 pub mod init;
 mod linear;
 pub mod loss;
 mod pool;
 
+pub use conv::Conv2d;
 pub use dropout::Dropout;
 pub use linear::Linear;
 pub use pool::{AvgPool2d, MaxPool2d};

@@ -1,6 +1,7 @@
 //! The op methods of `Tensor`, one file per family: shape checks, then one match on the storage
 //! that sends the work to `cpu/` or `gpu/`.
 
+mod conv;
 mod elementwise;
 mod index;
 mod matmul;
@@ -10,4 +11,5 @@ mod softmax;
 mod view;
 
 pub(crate) use elementwise::alloc_like;
+pub(crate) use conv::col2im;
 pub(crate) use pool::pool2d_backward;

@@ -1,0 +1,82 @@
+//! 2-D convolution as im2col + matmul on both backends. `im2col` is an op of its own whose
+//! backward is the deterministic col2im, so conv2d's gradients come from the matmul's.
+
+use super::alloc_like;
+use crate::cpu::conv as cpu;
+use crate::gpu::conv as gpu;
+use crate::op::Op;
+use crate::shape::{Conv2dConfig, ConvGeom, Shape};
+use crate::tensor::Storage;
+use crate::{DType, Error, Result, Tensor};
+
+impl Tensor {
+    /// 2-D convolution (cross-correlation, as PyTorch's `conv2d`) of NCHW input with OIHW
+    /// `weight` `[O, C/groups, KH, KW]` and an optional `bias` `[O]`; output `[N, O, OH, OW]`.
+    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
+        const OP: &str = "conv2d";
+        self.check_same_device(weight, OP)?;
+        self.check_dtype(DType::F32, OP)?;
+        weight.check_dtype(DType::F32, OP)?;
+        let g = ConvGeom::new(OP, self.dims(), weight.dims(), cfg)?;
+        let o = weight.dims()[0];
+        let groups = cfg.groups;
+        // [G, O/G, R] @ [G, R, L] -> [G, O/G, L], L = N·OH·OW.
+        let cols = self.im2col_geom(g)?;
+        let w = weight.reshape([groups, o / groups, g.rows()])?;
+        let y = w.matmul(&cols)?;
+        // [G, O/G, N, OH·OW] -> [N, G, O/G, OH·OW] = [N, O, OH, OW].
+        let y = y
+            .reshape([groups, o / groups, g.n, g.oh * g.ow])?
+            .permute(&[2, 0, 1, 3])?
+            .reshape([g.n, o, g.oh, g.ow])?;
+        match bias {
+            Some(b) => {
+                if b.dims() != [o] {
+                    return Err(Error::ShapeMismatch { op: OP, lhs: weight.dims().to_vec(), rhs: b.dims().to_vec() });
+                }
+                y.add(&b.reshape([o, 1, 1])?)
+            }
+            None => Ok(y),
+        }
+    }
+
+    /// The column matrix `[G, C/G·KH·KW, N·OH·OW]` of this NCHW input for a kernel of
+    /// `[kh, kw]` (zero where a tap falls in the padding).
+    pub fn im2col(&self, kernel: [usize; 2], cfg: Conv2dConfig) -> Result<Tensor> {
+        let c = self.dims().get(1).copied().unwrap_or(0);
+        let weight = [cfg.groups, c / cfg.groups.max(1), kernel[0], kernel[1]];
+        let g = ConvGeom::new("im2col", self.dims(), &weight, cfg)?;
+        self.im2col_geom(g)
+    }
+
+    fn im2col_geom(&self, g: ConvGeom) -> Result<Tensor> {
+        const OP: &str = "im2col";
+        let x = self.dense()?;
+        let shape = Shape::new(vec![g.cfg.groups, g.rows(), g.cols()]);
+        let storage = match x.storage() {
+            Storage::Cpu(v) => Storage::cpu(cpu::im2col(&v.read().unwrap(), &g)),
+            Storage::Gpu(v) => {
+                let out = alloc_like(self.device(), &shape, OP)?;
+                gpu::run("im2col", &g, shape.numel(), &out, v)?;
+                Storage::Gpu(out)
+            }
+        };
+        Ok(Tensor::from_storage(storage, shape, DType::F32, self.device(), Some(Op::Im2col(self.clone(), g))))
+    }
+}
+
+/// The adjoint of im2col: column-matrix gradient `[G, R, L]` back to the input's shape.
+pub(crate) fn col2im(dcols: &Tensor, g: &ConvGeom) -> Result<Tensor> {
+    const OP: &str = "col2im";
+    let d = dcols.dense()?;
+    let shape = Shape::new(vec![g.n, g.c, g.h, g.w]);
+    let storage = match d.storage() {
+        Storage::Cpu(v) => Storage::cpu(cpu::col2im(&v.read().unwrap(), g)),
+        Storage::Gpu(v) => {
+            let out = alloc_like(d.device(), &shape, OP)?;
+            gpu::run("col2im", g, shape.numel(), &out, v)?;
+            Storage::Gpu(out)
+        }
+    };
+    Ok(Tensor::from_storage(storage, shape, DType::F32, d.device(), None))
+}
