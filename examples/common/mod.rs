@@ -1,0 +1,149 @@
+//! The MNIST training loop the examples share: flags, progress bar, per-epoch report.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Instant;
+use wgml::data::mnist::{self, Split};
+use wgml::nn::{loss, Module};
+use wgml::optim::{Adam, Optimizer};
+use wgml::{no_grad, Device, Result, Tensor};
+
+/// Command-line flags.
+pub struct Args {
+    pub device: Option<String>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub save: Option<String>,
+    pub data: String,
+    pub limit: Option<usize>,
+}
+
+/// Parses `--device --epochs --batch-size --lr --save --data --limit`, with the example's defaults.
+pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
+    let mut a = Args {
+        device: None,
+        epochs,
+        batch_size,
+        lr: 1e-3,
+        save: None,
+        data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist").to_string(),
+        limit: None,
+    };
+    let usage = format!(
+        "usage: {name} [--device cpu|gpu|gpu:N] [--epochs N] [--batch-size N] [--lr F] \
+         [--save PATH] [--data DIR] [--limit N (training examples)]"
+    );
+    let mut it = std::env::args().skip(1);
+    let fail = |msg: String| -> ! {
+        eprintln!("{msg}\n{usage}");
+        std::process::exit(2)
+    };
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{usage}");
+            std::process::exit(0);
+        }
+        let value = it.next().unwrap_or_else(|| fail(format!("{flag} needs a value")));
+        let num = |v: &str| v.parse::<usize>().unwrap_or_else(|e| fail(format!("{flag}: {e}")));
+        match flag.as_str() {
+            "--device" => a.device = Some(value),
+            "--epochs" => a.epochs = num(&value),
+            "--batch-size" => a.batch_size = num(&value).max(1),
+            "--lr" => a.lr = value.parse().unwrap_or_else(|e| fail(format!("--lr: {e}"))),
+            "--save" => a.save = Some(value),
+            "--data" => a.data = value,
+            "--limit" => a.limit = Some(num(&value)),
+            other => fail(format!("unknown flag {other}")),
+        }
+    }
+    a
+}
+
+/// Accuracy on a split, in batches of 500, without recording a graph.
+pub fn accuracy(model: &dyn Module, split: &Split, input: &[usize], dev: &Device) -> Result<f32> {
+    no_grad(|| {
+        let idx: Vec<usize> = (0..split.len()).collect();
+        let mut correct = Tensor::zeros((), dev)?;
+        for chunk in idx.chunks(500) {
+            let (x, y) = split.batch(chunk, dev)?;
+            let x = x.reshape(shape_of(chunk.len(), input))?;
+            let hit = model.forward(&x)?.argmax(-1, false)?.eq(&y)?.sum_all()?;
+            correct = correct.add(&hit)?;
+        }
+        Ok(correct.item()? / split.len() as f32)
+    })
+}
+
+fn shape_of(batch: usize, input: &[usize]) -> Vec<usize> {
+    std::iter::once(batch).chain(input.iter().copied()).collect()
+}
+
+/// Trains `model` on MNIST with Adam and cross-entropy, reporting each epoch; images are
+/// reshaped to `[batch, input...]`. Returns the final test accuracy.
+pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device) -> Result<f32> {
+    let mut data = mnist::load(&args.data)?;
+    if let Some(n) = args.limit {
+        let n = n.min(data.train.len());
+        data.train.labels.truncate(n);
+        data.train.images.truncate(n * 784);
+    }
+    println!("device: {}", dev.name());
+    println!("MNIST: {} train, {} test; batch {}, {} epochs", data.train.len(), data.test.len(), args.batch_size, args.epochs);
+    let mut opt = Adam::new(model.parameters(), args.lr);
+    let mut acc = 0.0;
+    for epoch in 0..args.epochs {
+        model.set_training(true);
+        let batches = wgml::data::shuffled_batches(data.train.len(), args.batch_size, epoch as u64);
+        let bar = ProgressBar::new(batches.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed} < {eta}]")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
+        let start = Instant::now();
+        // The running loss stays on the device; it is read every 50 steps only.
+        let mut total = Tensor::zeros((), dev)?;
+        for (i, idx) in batches.iter().enumerate() {
+            let (x, y) = data.train.batch(idx, dev)?;
+            let logits = model.forward(&x.reshape(shape_of(idx.len(), input))?)?;
+            let l = loss::cross_entropy(&logits, &y)?;
+            let grads = l.backward()?;
+            opt.step(&grads)?;
+            total = no_grad(|| total.add(&l.detach()))?;
+            if (i + 1) % 50 == 0 {
+                bar.set_message(format!("loss {:.4}", total.item()? / (i + 1) as f32));
+            }
+            bar.inc(1);
+        }
+        let mean_loss = total.item()? / batches.len() as f32;
+        let secs = start.elapsed().as_secs_f32();
+        bar.finish_and_clear();
+        model.set_training(false);
+        acc = accuracy(model, &data.test, input, dev)?;
+        println!(
+            "epoch {}: {:.1} s ({:.2} ms/step), loss {:.4}, test accuracy {:.2}%",
+            epoch + 1,
+            secs,
+            secs * 1000.0 / batches.len() as f32,
+            mean_loss,
+            acc * 100.0
+        );
+    }
+    if let Some(path) = &args.save {
+        let mut tensors = model.parameters();
+        tensors.extend(opt.state());
+        wgml::checkpoint::save(path, &tensors)?;
+        println!("saved {path}");
+    }
+    Ok(acc)
+}
+
+/// The device from `--device`, else `Device::best()`.
+pub fn device(args: &Args) -> Result<Device> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match &args.device {
+        Some(spec) => Device::parse(spec),
+        None => Ok(Device::best()),
+    }
+}
