@@ -38,7 +38,7 @@ impl Op {
             | Op::Narrow(a, ..)
             | Op::BroadcastTo(a) => vec![a],
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
-            Op::IndexSelect(a, idx, _) => vec![a, idx],
+            Op::IndexSelect(a, idx, _) | Op::Gather(a, idx, _) => vec![a, idx],
             Op::Where(c, a, b) => vec![c, a, b],
             Op::Cat(ts, _) => ts.iter().collect(),
         }

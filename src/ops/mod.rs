@@ -9,3 +9,5 @@ mod softmax;
 mod view;
 
 pub(crate) use elementwise::alloc_like;
+#[allow(unused_imports)] // for backprop.rs
+pub(crate) use index::{gather_backward, index_select_backward};
