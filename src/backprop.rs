@@ -43,7 +43,7 @@ impl Op {
             // The arg-max indices are bookkeeping, not an input with a gradient.
             Op::MaxPool2d(a, _, _) => vec![a],
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
-            Op::IndexSelect(a, idx, _) => vec![a, idx],
+            Op::IndexSelect(a, idx, _) | Op::Gather(a, idx, _) => vec![a, idx],
             Op::Where(c, a, b) => vec![c, a, b],
             Op::Cat(ts, _) => ts.iter().collect(),
         }
@@ -270,6 +270,10 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::IndexSelect(src, idx, dim) => one(
             src,
             crate::ops::index_select_backward(dy, idx, *dim, src.shape())?,
+        ),
+        Op::Gather(src, idx, dim) => one(
+            src,
+            crate::ops::gather_backward(dy, idx, *dim, src.shape())?,
         ),
         Op::Reshape(x) => one(x, dy.reshape(x.shape().clone())?),
         Op::Permute(x, perm) => {

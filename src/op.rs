@@ -253,6 +253,8 @@ pub(crate) enum Op {
     Matmul(Tensor, Tensor),
     /// `index_select(dim, indices)`
     IndexSelect(Tensor, Tensor, usize),
+    /// `gather(dim, index)` (PyTorch `torch.gather`)
+    Gather(Tensor, Tensor, usize),
     /// A view or copy with the same elements in a new shape.
     Reshape(Tensor),
     Permute(Tensor, Vec<usize>),

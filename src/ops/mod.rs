@@ -13,3 +13,4 @@ mod view;
 pub(crate) use elementwise::alloc_like;
 pub(crate) use conv::col2im;
 pub(crate) use pool::pool2d_backward;
+pub(crate) use index::{gather_backward, index_select_backward};

@@ -1,0 +1,107 @@
+//! Every WGSL file in `shaders/` parses and validates with naga (the version wgpu uses), with `common.wgsl` prepended as `src/gpu/kernel.rs` does.
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use std::path::{Path, PathBuf};
+
+fn shader_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders")
+}
+
+/// Parses and validates one WGSL source; the error carries naga's full report.
+fn validate(name: &str, source: &str) -> Result<naga::Module, String> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| format!("{name}: parse error:\n{}", e.emit_to_string(source)))?;
+    Validator::new(ValidationFlags::all(), Capabilities::default())
+        .validate(&module)
+        .map_err(|e| format!("{name}: validation error:\n{}", e.emit_to_string(source)))?;
+    Ok(module)
+}
+
+/// The files under `shaders/`, read at test time so a new file is covered without a change here.
+fn shader_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(shader_dir())
+        .expect("shaders/ directory")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn common_wgsl_validates_alone() {
+    let common = std::fs::read_to_string(shader_dir().join("common.wgsl")).unwrap();
+    validate("common.wgsl", &common).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn every_shader_file_validates_with_common_prepended() {
+    let common = std::fs::read_to_string(shader_dir().join("common.wgsl")).unwrap();
+    let files = shader_files();
+    assert!(
+        files.iter().any(|f| f.ends_with("elementwise.wgsl")),
+        "shaders/ lists {files:?}"
+    );
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "common.wgsl" {
+            continue;
+        }
+        let body = std::fs::read_to_string(path).unwrap();
+        // Exactly the source `PipelineCache` hands to wgpu.
+        let source = format!("{common}\n{body}");
+        if let Err(e) = validate(&name, &source) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn compute_entry_points_are_present() {
+    let common = std::fs::read_to_string(shader_dir().join("common.wgsl")).unwrap();
+    // Entry points the launchers name; a rename in a .wgsl file must fail here, not at run time.
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "elementwise.wgsl",
+            &["unary", "binary", "where_select", "fill"],
+        ),
+        ("index.wgsl", &["gather", "scatter_add"]),
+    ];
+    for (file, entries) in expected {
+        let body = std::fs::read_to_string(shader_dir().join(file)).unwrap();
+        let module = validate(file, &format!("{common}\n{body}")).unwrap_or_else(|e| panic!("{e}"));
+        for entry in *entries {
+            let ep = module
+                .entry_points
+                .iter()
+                .find(|ep| ep.name == *entry)
+                .unwrap_or_else(|| panic!("{file}: no entry point {entry}"));
+            assert_eq!(ep.stage, naga::ShaderStage::Compute, "{file}::{entry}");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_shader_is_rejected() {
+    // The check is not vacuous: a type error and a syntax error are both caught.
+    assert!(validate("bad", "fn f() -> u32 { return 1.5; }").is_err());
+    assert!(validate("bad", "fn f( {").is_err());
+}
+
+#[test]
+fn override_sized_workgroup_arrays_need_no_capability() {
+    // Tile sizes are `override` constants; a workgroup array sized by one validates with
+    // `Capabilities::default()` (naga checks the size once the pipeline resolves it).
+    let src = "override TILE: u32 = 16u;
+        var<workgroup> tile: array<f32, TILE>;
+        @group(0) @binding(0) var<storage, read_write> out: array<f32>;
+        @compute @workgroup_size(TILE)
+        fn main(@builtin(local_invocation_index) i: u32) {
+            tile[i] = f32(i);
+            workgroupBarrier();
+            out[i] = tile[TILE - 1u - i];
+        }";
+    validate("override-sized", src).unwrap_or_else(|e| panic!("{e}"));
+}
