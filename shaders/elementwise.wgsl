@@ -69,9 +69,16 @@ fn unary_op(x: f32) -> f32 {
         }
         case 15u: { return select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0); }
         case 30u: { return f32(bitcast<u32>(x)); }
-        case 31u: { return bitcast<f32>(u32(max(x, 0.0))); }
+        case 31u: { return f32_to_u32_bits(x); }
         default: { return compare(OP - 20u, x, p.s0); }
     }
+}
+
+// Rust's saturating `x as u32` (NaN and negatives to 0): WGSL's u32() clamps at 4294967040,
+// the largest u32 an f32 holds, and leaves NaN to the implementation.
+fn f32_to_u32_bits(x: f32) -> f32 {
+    let v = select(0.0, x, x > 0.0);
+    return bitcast<f32>(select(u32(v), 0xffffffffu, v >= 4294967296.0));
 }
 
 // x^e with the C/IEEE conventions for negative bases (WGSL's pow is undefined for x < 0).
