@@ -252,8 +252,8 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             };
             one(x, g.contiguous()?)
         }
-        Op::Softmax(x) => one(x, crate::ops::softmax_backward(y, dy)?),
-        Op::LogSoftmax(x) => one(x, crate::ops::log_softmax_backward(y, dy)?),
+        Op::Softmax(x) => one(x, Tensor::softmax_backward(y, dy)?),
+        Op::LogSoftmax(x) => one(x, Tensor::log_softmax_backward(y, dy)?),
         Op::Matmul(a, b) => {
             // Work on the promoted (rank >= 2) shapes, then fold back.
             let a2 = if a.rank() == 1 { a.unsqueeze(0)? } else { a.clone() };
