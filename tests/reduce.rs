@@ -274,6 +274,15 @@ fn gpu_long_rows() {
             );
         }
     }
+    // 300,007 elements: 74 partials, so the second pass is a workgroup tree over pairs.
+    let n2 = 300_007;
+    let v2 = data(n2, 42);
+    for op in OPS {
+        let (atol, rtol) = tol(op, n2);
+        gpu_matches_cpu(&format!("{op:?} of a row of {n2}"), atol, rtol, |dev| {
+            Tensor::from_slice(&v2, [n2], dev)?.reduce(op, &[0], true)
+        });
+    }
     // Positive terms: the GPU's tree order keeps the sum close to the f64 reference.
     let pos: Vec<f32> = v.iter().map(|x| x.abs() + 0.1).collect();
     gpu_matches_cpu("sum of 100,003 positive terms", 0.0, 2e-6, |dev| {
@@ -314,6 +323,7 @@ fn gpu_argmax_ties_take_the_first() {
         (20usize, 3usize, 17usize),
         (700, 400, 65),
         (100_003, 90_000, 5_000),
+        (300_007, 250_000, 140_000),
     ] {
         let mut v = data(n, n as u64);
         v[a] = 9.0;
@@ -365,8 +375,42 @@ fn gpu_nan_inf_and_empty() {
     });
 }
 
+#[test]
+fn gpu_high_rank() {
+    // Rank 10: mergeable neighbours collapse, so the kernel sees few dims.
+    let dims = [2usize; 10];
+    let v = data(1024, 90);
+    for ds in [
+        &[0isize][..],
+        &[9],
+        &[3, 4, 5],
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    ] {
+        gpu_matches_cpu(&format!("sum {ds:?} of rank 10"), 1e-5, 1e-5, |dev| {
+            Tensor::from_slice(&v, dims.as_slice(), dev)?.reduce(ReduceOp::Sum, ds, false)
+        });
+    }
+    // Every other dim of rank 18 leaves 9 kept dims that cannot merge: an error on the GPU
+    // (naming the op and shape), an answer on the CPU.
+    let Some(gpu) = common::gpu() else { return };
+    let odd: Vec<isize> = (1..18).step_by(2).collect();
+    let x = Tensor::zeros(vec![2usize; 18], &gpu).unwrap();
+    let e = x.reduce(ReduceOp::Max, &odd, false).unwrap_err();
+    assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with("max") && e.to_string().contains("[2, 2, 2"),
+        "{e}"
+    );
+    let c = Tensor::zeros(vec![2usize; 18], &cpu()).unwrap();
+    assert_eq!(c.reduce(ReduceOp::Max, &odd, false).unwrap().numel(), 512);
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn gpu_random_shapes(
@@ -469,6 +513,54 @@ fn errors_name_the_op_and_shape() {
             let (e, s) = err_text(r);
             assert!(matches!(e, Error::Empty { .. }), "{e:?}");
             assert!(s.contains(op) && s.contains("[3, 0]"), "{s}");
+        }
+    }
+}
+
+// ------------------------------------------------------------------ timings
+
+/// Throughput of each kernel path, GPU and CPU: `cargo test --release --test reduce -- \
+/// --ignored --nocapture`, with `WGML_BENCH_N` elements (default 2^20; 10^7 on a real GPU).
+#[test]
+#[ignore]
+fn bench_reductions() {
+    let n: usize = std::env::var("WGML_BENCH_N").map_or(1 << 20, |v| v.parse().unwrap());
+    let cases: [(&str, Vec<usize>, ReduceOp, isize); 6] = [
+        ("sum of one long row", vec![1, n], ReduceOp::Sum, 1),
+        ("sum of rows of 3", vec![n / 3, 3], ReduceOp::Sum, 1),
+        ("sum of columns", vec![n / 1000, 1000], ReduceOp::Sum, 0),
+        (
+            "mean of rows of 1000",
+            vec![n / 1000, 1000],
+            ReduceOp::Mean,
+            1,
+        ),
+        (
+            "max of rows of 4096",
+            vec![n / 4096, 4096],
+            ReduceOp::Max,
+            1,
+        ),
+        ("argmax of one long row", vec![1, n], ReduceOp::ArgMax, 1),
+    ];
+    let devices: Vec<Device> = common::gpu().into_iter().chain(Some(cpu())).collect();
+    for dev in &devices {
+        for (what, dims, op, d) in &cases {
+            let x = Tensor::rand(dims.as_slice(), 1, dev).unwrap();
+            x.reduce(*op, &[*d], false).unwrap().to_vec().unwrap(); // pipelines, pool
+            let iters = 5;
+            let t0 = std::time::Instant::now();
+            for _ in 0..iters {
+                drop(x.reduce(*op, &[*d], false).unwrap());
+            }
+            dev.synchronize().unwrap();
+            let s = t0.elapsed().as_secs_f64() / iters as f64;
+            let gbs = x.numel() as f64 * 4.0 / s / 1e9;
+            println!(
+                "{:<28} {what:<24} {dims:?}: {:9.3} ms {gbs:7.2} GB/s",
+                dev.name(),
+                s * 1e3
+            );
         }
     }
 }

@@ -224,3 +224,35 @@ fn errors_name_the_op_and_shape() {
     let x = Tensor::zeros(Shape::from([2, 3]), &cpu()).unwrap();
     assert_eq!(x.softmax().unwrap().dims(), &[2, 3]);
 }
+
+/// Throughput, GPU and CPU: `cargo test --release --test softmax -- --ignored --nocapture`,
+/// with `WGML_BENCH_N` elements (default 2^20).
+#[test]
+#[ignore]
+fn bench_softmax() {
+    let n: usize = std::env::var("WGML_BENCH_N").map_or(1 << 20, |v| v.parse().unwrap());
+    let devices: Vec<Device> = common::gpu().into_iter().chain(Some(cpu())).collect();
+    for dev in &devices {
+        for row in [128usize, 1000, 32_000] {
+            for log in [false, true] {
+                let x = Tensor::rand([n / row, row], 1, dev).unwrap();
+                let f = |x: &Tensor| if log { x.log_softmax() } else { x.softmax() }.unwrap();
+                f(&x).to_vec().unwrap();
+                let iters = 5;
+                let t0 = std::time::Instant::now();
+                for _ in 0..iters {
+                    drop(f(&x));
+                }
+                dev.synchronize().unwrap();
+                let s = t0.elapsed().as_secs_f64() / iters as f64;
+                let gbs = x.numel() as f64 * 8.0 / s / 1e9; // read + write
+                let what = if log { "log_softmax" } else { "softmax" };
+                println!(
+                    "{:<28} {what:<12} rows of {row:>6}: {:9.3} ms {gbs:7.2} GB/s",
+                    dev.name(),
+                    s * 1e3
+                );
+            }
+        }
+    }
+}

@@ -1,12 +1,11 @@
-//! Launcher for `shaders/reduce.wgsl`: rows of a strided view reduced by a thread per row, a
-//! workgroup per row, or (long rows) a workgroup per chunk followed by a pass over the partials.
+//! Launcher for `shaders/reduce.wgsl`: a thread per row, a workgroup per row, or two passes.
 
 use super::buffer::{self, GpuBuffer};
 use super::elementwise::{self, StridedU, View, MAX_RANK};
 use super::kernel::{Launch, REDUCE};
-use crate::op::{ReduceOp, UnaryOp};
-use crate::shape::{collapse_joint, Layout, Shape};
-use crate::Result;
+use crate::op::ReduceOp;
+use crate::shape::{collapse_joint, Layout};
+use crate::{Error, Result};
 
 /// Rows up to this length get a thread each: a workgroup would leave most threads idle.
 const THREAD_MAX_LEN: usize = 32;
@@ -65,8 +64,14 @@ fn collapsed(l: &Layout, pick: &[usize]) -> Option<(Vec<usize>, Vec<usize>)> {
 
 /// Reduces dims `reduced` (sorted, distinct) of `x` into the contiguous `out`, whose elements
 /// are the kept dims in order. An empty reduction gives 0 (sum) or NaN (mean); the caller has
-/// rejected empty max / min / argmax.
-pub(crate) fn reduce(op: ReduceOp, x: View<'_>, reduced: &[usize], out: &GpuBuffer) -> Result<()> {
+/// rejected empty max / min / argmax. `name` is the op for error messages.
+pub(crate) fn reduce(
+    op: ReduceOp,
+    name: &'static str,
+    x: View<'_>,
+    reduced: &[usize],
+    out: &GpuBuffer,
+) -> Result<()> {
     let (buf, l) = x;
     let kept: Vec<usize> = (0..l.shape.rank())
         .filter(|d| !reduced.contains(d))
@@ -85,27 +90,22 @@ pub(crate) fn reduce(op: ReduceOp, x: View<'_>, reduced: &[usize], out: &GpuBuff
     } else {
         1.0
     };
-    if let (Some(o), Some(i)) = (collapsed(l, &kept), collapsed(l, reduced)) {
-        let rows_in = Rows {
-            buf,
-            outer: StridedU::new(&o.0, &o.1, l.offset),
-            inner: StridedU::new(&i.0, &i.1, 0),
-            rows,
-            len,
-            idx_in: None,
-        };
-        return reduce_rows(op, rows_in, out, scale);
-    }
-    // Too many non-mergeable dims to index directly: copy the reduced dims to the end first.
-    let perm: Vec<usize> = kept.iter().chain(reduced).copied().collect();
-    let src = l.permute(&perm);
-    let dst = Layout::contiguous(Shape::new(vec![rows * len]));
-    let tmp = buffer::alloc(buf.ctx(), rows * len, "reduce", l.shape.dims())?;
-    elementwise::unary(UnaryOp::Copy, (buf, &src), (&tmp, &dst))?;
+    // A copy would not help: the permuted view has at least as many non-mergeable dims.
+    let (Some(o), Some(i)) = (collapsed(l, &kept), collapsed(l, reduced)) else {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "reducing dims {reduced:?} of shape {:?} (strides {:?}) leaves more than \
+                 {MAX_RANK} non-mergeable dims for the GPU kernel; reshape first",
+                l.shape.dims(),
+                l.strides
+            ),
+        ));
+    };
     let rows_in = Rows {
-        buf: &tmp,
-        outer: StridedU::new(&[rows], &[len], 0),
-        inner: StridedU::new(&[len], &[1], 0),
+        buf,
+        outer: StridedU::new(&o.0, &o.1, l.offset),
+        inner: StridedU::new(&i.0, &i.1, 0),
         rows,
         len,
         idx_in: None,

@@ -1,5 +1,4 @@
-//! Launchers for `shaders/softmax.wgsl`: fused softmax / log-softmax over rows, and their
-//! backward passes, a workgroup per row.
+//! Launchers for `shaders/softmax.wgsl`: fused (log-)softmax forward and backward by rows.
 
 use super::buffer::GpuBuffer;
 use super::kernel::{Launch, SOFTMAX};

@@ -1,6 +1,6 @@
 //! Reductions: sum, mean, max, min and argmax over some dims or all, and `sum_to_shape`.
 
-use super::elementwise::alloc_like;
+use super::alloc_like;
 use crate::gpu::reduce as gpu;
 use crate::op::{Op, ReduceOp};
 use crate::shape::Shape;
@@ -65,7 +65,7 @@ impl Tensor {
             )),
             Storage::Gpu(x) => {
                 let out = alloc_like(self.device(), &shape, name)?;
-                gpu::reduce(op, (x, self.layout()), &ds, &out)?;
+                gpu::reduce(op, name, (x, self.layout()), &ds, &out)?;
                 Storage::Gpu(out)
             }
         };

@@ -1,7 +1,6 @@
-//! Softmax and log-softmax over the last axis (one fused kernel each), and their fused
-//! backward passes for autograd.
+//! Softmax and log-softmax over the last axis, and their fused backward passes for autograd.
 
-use super::elementwise::alloc_like;
+use super::alloc_like;
 use crate::gpu::softmax as gpu;
 use crate::op::Op;
 use crate::tensor::Storage;
@@ -23,7 +22,7 @@ impl Tensor {
     /// Row length (the last dim; 1 for rank 0) and row count.
     fn softmax_rows(&self) -> (usize, usize) {
         let n = self.dims().last().copied().unwrap_or(1);
-        (n, if n == 0 { 0 } else { self.numel() / n })
+        (n, self.numel().checked_div(n).unwrap_or(0))
     }
 
     fn softmax_forward(&self, log: bool) -> Result<Tensor> {
