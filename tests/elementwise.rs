@@ -13,9 +13,12 @@ fn devices() -> Vec<Device> {
     std::iter::once(Device::cpu()).chain(gpu()).collect()
 }
 
+type UnaryFn = fn(&Tensor) -> Result<Tensor>;
+type BinaryFn = fn(&Tensor, &Tensor) -> Result<Tensor>;
+type ScalarFn = fn(f32, f32) -> f32;
+
 /// Every unary op of the public API, by name, with the GPU-vs-CPU tolerance (atol, rtol).
-#[allow(clippy::type_complexity)]
-fn unary_ops() -> Vec<(&'static str, f32, f32, fn(&Tensor) -> Result<Tensor>)> {
+fn unary_ops() -> Vec<(&'static str, f32, f32, UnaryFn)> {
     vec![
         ("neg", 0.0, 0.0, |x| x.neg()),
         ("abs", 0.0, 0.0, |x| x.abs()),
@@ -54,13 +57,7 @@ fn unary_ops() -> Vec<(&'static str, f32, f32, fn(&Tensor) -> Result<Tensor>)> {
 }
 
 /// Every binary op, with the GPU-vs-CPU tolerance.
-#[allow(clippy::type_complexity)]
-fn binary_ops() -> Vec<(
-    &'static str,
-    f32,
-    f32,
-    fn(&Tensor, &Tensor) -> Result<Tensor>,
-)> {
+fn binary_ops() -> Vec<(&'static str, f32, f32, BinaryFn)> {
     vec![
         ("add", 0.0, 0.0, |a, b| a.add(b)),
         ("sub", 0.0, 0.0, |a, b| a.sub(b)),
@@ -444,7 +441,7 @@ proptest! {
     fn random_broadcast_pairs((sa, sb) in shape_pair(), seed in 0u64..1000) {
         let a = data(sa.iter().product(), seed);
         let b = data(sb.iter().product(), seed + 1);
-        let ops: [(&str, fn(f32, f32) -> f32, fn(&Tensor, &Tensor) -> Result<Tensor>); 3] = [
+        let ops: [(&str, ScalarFn, BinaryFn); 3] = [
             ("add", |x, y| x + y, |a, b| a.add(b)),
             ("mul", |x, y| x * y, |a, b| a.mul(b)),
             ("maximum", f32::max, |a, b| a.maximum(b)),

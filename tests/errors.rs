@@ -122,8 +122,10 @@ fn index_out_of_range_names_op_index_and_shape() {
 fn too_large_for_the_gpu_is_an_error_not_an_abort() {
     let Some(g) = gpu() else { return };
     let Device::Gpu(ctx) = &g else { unreachable!() };
-    let limit =
-        (ctx.limits().max_storage_buffer_binding_size as u64).min(ctx.limits().max_buffer_size);
+    let limit = ctx
+        .limits()
+        .max_storage_buffer_binding_size
+        .min(ctx.limits().max_buffer_size);
     let n = (limit / 4 + 1) as usize;
     let e = Tensor::zeros([n], &g).unwrap_err();
     assert!(matches!(e, Error::TooLarge { op: "zeros", .. }), "{e:?}");
@@ -241,7 +243,10 @@ fn bad_dims_for_view_ops() {
         says(&x.squeeze(0).unwrap_err(), &["squeeze", "[2, 3]"]);
         says(&x.unsqueeze(3).unwrap_err(), &["unsqueeze", "[2, 3]"]);
         says(&x.flatten(1, 0).unwrap_err(), &["flatten", "[2, 3]"]);
-        says(&Tensor::zeros([4], &dev).unwrap().t().unwrap_err(), &["t", "[4]"]);
+        says(
+            &Tensor::zeros([4], &dev).unwrap().t().unwrap_err(),
+            &["t", "[4]"],
+        );
         says(&x.dim(2).unwrap_err(), &["[2, 3]"]);
         says(
             &x.index_select(2, &Tensor::from_indices(&[0], 1, &dev).unwrap())
