@@ -1,0 +1,94 @@
+//! conv2d forward and forward+backward for the two conv layers of the MNIST CNN
+//! (1→32 on 28×28 and 32→64 on 13×13, 3×3 kernels): the CPU backend at batch 32 and 128, a GPU
+//! adapter at the batches in `WGML_BENCH_GPU_CONV_BATCHES` (default `2` for the software
+//! adapter; `32,128` on a real GPU). Criterion's elem/s is FLOP/s (2·MACs; backward counts
+//! twice the forward); one plain GFLOP/s line per case follows.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::time::Instant;
+use wgml::{Conv2dConfig, Device, Tensor};
+
+const GPU_BATCHES_ENV: &str = "WGML_BENCH_GPU_CONV_BATCHES";
+
+/// (name, in channels, out channels, input size)
+const LAYERS: [(&str, usize, usize, usize); 2] = [("conv1", 1, 32, 28), ("conv2", 32, 64, 13)];
+
+fn bench_layer(c: &mut Criterion, dev: &Device, group: &str, layer: (&str, usize, usize, usize), batch: usize) {
+    let (name, ci, co, hw) = layer;
+    let x = Tensor::rand([batch, ci, hw, hw], 1, dev).unwrap().requires_grad();
+    let w = Tensor::rand_uniform([co, ci, 3, 3], -0.3, 0.3, 2, dev).unwrap().requires_grad();
+    let b = Tensor::zeros([co], dev).unwrap().requires_grad();
+    let out = hw - 2;
+    let fwd_flops = 2 * batch * co * out * out * ci * 9;
+    for backward in [false, true] {
+        let flops = if backward { 3 * fwd_flops } else { fwd_flops };
+        let id = format!("{name}/{}/batch{batch}", if backward { "fwd+bwd" } else { "fwd" });
+        let run = || {
+            let y = x.conv2d(&w, Some(&b), Conv2dConfig::default()).unwrap();
+            if backward {
+                black_box(y.sum_all().unwrap().backward().unwrap());
+            } else {
+                black_box(y);
+            }
+        };
+        run();
+        dev.synchronize().unwrap();
+        let best = Cell::new(f64::INFINITY);
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(flops as u64));
+        g.bench_function(BenchmarkId::from_parameter(&id), |bch| {
+            bch.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    run();
+                }
+                dev.synchronize().unwrap();
+                let d = t.elapsed();
+                best.set(best.get().min(d.as_secs_f64() / iters as f64));
+                d
+            })
+        });
+        g.finish();
+        if best.get().is_finite() {
+            println!(
+                "{group} {id}: {:.3} ms, {:.2} GFLOP/s on {}",
+                best.get() * 1e3,
+                flops as f64 / best.get() / 1e9,
+                dev.name()
+            );
+        }
+    }
+}
+
+fn cpu(c: &mut Criterion) {
+    for batch in [32, 128] {
+        for layer in LAYERS {
+            bench_layer(c, &Device::cpu(), "conv_cpu", layer, batch);
+        }
+    }
+}
+
+fn gpu(c: &mut Criterion) {
+    let dev = match Device::gpu() {
+        Ok(d) => d,
+        Err(e) => {
+            println!("conv_gpu: skipped, no GPU adapter ({e})");
+            return;
+        }
+    };
+    let spec = std::env::var(GPU_BATCHES_ENV).unwrap_or_else(|_| "2".into());
+    for batch in spec.split(',').filter_map(|s| s.trim().parse().ok()) {
+        for layer in LAYERS {
+            bench_layer(c, &dev, "conv_gpu", layer, batch);
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = cpu, gpu
+}
+criterion_main!(benches);
