@@ -1,1 +1,234 @@
-//! (in progress)
+//! Launcher for `shaders/matmul.wgsl`: tile configurations, the choice per shape, and the
+//! operand checks (row- or column-major matrices, at most `MAX_BATCH_DIMS` batch dims).
+
+use super::buffer::GpuBuffer;
+use super::kernel::{Launch, MATMUL};
+use crate::cpu::matmul::Mkn;
+use crate::shape::{collapse_joint, Layout};
+use crate::{Error, Result};
+
+/// Batch dims (after merging) the kernel indexes; more are materialised by the caller.
+pub(crate) const MAX_BATCH_DIMS: usize = 4;
+
+/// Outputs per invocation along M and N: `TM` and `TN` in the shader (const there, because
+/// function-scope arrays cannot be sized by an override).
+const TM: u32 = 4;
+const TN: u32 = 4;
+
+/// One tile configuration: a workgroup of `wg_x × wg_y` invocations computes a block of
+/// `(wg_y·TM) × (wg_x·TN)` outputs, stepping through K `tk` at a time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) name: &'static str,
+    wg_x: u32,
+    wg_y: u32,
+    tk: u32,
+}
+
+impl Config {
+    fn bm(&self) -> usize {
+        (self.wg_y * TM) as usize
+    }
+    fn bn(&self) -> usize {
+        (self.wg_x * TN) as usize
+    }
+}
+
+/// Every configuration `pick` may choose; tests run each on shapes that are not multiples of
+/// its tile.
+pub(crate) const CONFIGS: [Config; 4] = [
+    // 64×64 tiles of 256 invocations: the most reuse per load, for large products.
+    Config {
+        name: "large64x64",
+        wg_x: 16,
+        wg_y: 16,
+        tk: 16,
+    },
+    // 32×32 tiles: four times the workgroups of `large` for mid-sized products.
+    Config {
+        name: "small32x32",
+        wg_x: 8,
+        wg_y: 8,
+        tk: 16,
+    },
+    // 8×128 tiles: few rows (vector @ matrix, small batches of tokens).
+    Config {
+        name: "wide8x128",
+        wg_x: 32,
+        wg_y: 2,
+        tk: 16,
+    },
+    // 128×8 tiles: few columns (matrix @ vector).
+    Config {
+        name: "tall128x8",
+        wg_x: 2,
+        wg_y: 32,
+        tk: 16,
+    },
+];
+const LARGE: usize = 0;
+const SMALL: usize = 1;
+const WIDE: usize = 2;
+const TALL: usize = 3;
+
+/// The configuration for a shape: skinny products get a skinny tile so few invocations idle;
+/// large ones the 64×64 tile once there are enough tiles to fill a GPU.
+pub(crate) fn pick(s: Mkn, batch: usize) -> usize {
+    if s.m <= 8 && s.n > 32 {
+        WIDE
+    } else if s.n <= 8 && s.m > 32 {
+        TALL
+    } else if s.m.div_ceil(64) * s.n.div_ceil(64) * batch >= 64 {
+        LARGE
+    } else {
+        SMALL
+    }
+}
+
+/// Whether a matrix `[rows, cols]` (the last two dims of `l`) is stored column-major, and its
+/// leading stride; `None` when neither dim has unit stride (the caller copies it). A dim of
+/// size 1 accepts any stride.
+pub(crate) fn matrix_major(l: &Layout) -> Option<(bool, usize)> {
+    let r = l.shape.rank();
+    let (rows, cols) = (l.shape.dims()[r - 2], l.shape.dims()[r - 1]);
+    let (rs, cs) = (l.strides[r - 2], l.strides[r - 1]);
+    if cs == 1 || cols == 1 {
+        Some((false, if rows == 1 { 0 } else { rs }))
+    } else if rs == 1 || rows == 1 {
+        Some((true, cs))
+    } else {
+        None
+    }
+}
+
+/// Batch dims, and each operand's batch strides, after merging the dims that merge in both
+/// operands and the (contiguous) output.
+fn merged_batch(la: &Layout, lb: &Layout, mn: usize) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let nb = la.shape.rank() - 2;
+    let batch = &la.shape.dims()[..nb];
+    let out: Vec<usize> = crate::Shape::new(batch.to_vec())
+        .contiguous_strides()
+        .iter()
+        .map(|s| s * mn)
+        .collect();
+    collapse_joint(batch, &[&la.strides[..nb], &lb.strides[..nb], &out])
+}
+
+/// Whether the kernel can index the batch dims of these operands without a copy.
+pub(crate) fn batch_fits(la: &Layout, lb: &Layout) -> bool {
+    merged_batch(la, lb, 1).0.len() <= MAX_BATCH_DIMS
+}
+
+/// `Params` in `shaders/matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    lda: u32,
+    ldb: u32,
+    a_off: u32,
+    b_off: u32,
+    tiles_m: u32,
+    tiles_n: u32,
+    _pad: [u32; 2],
+    /// Merged batch dims, outermost first, padded in front with 1s.
+    bdims: [u32; 4],
+    a_bstrides: [u32; 4],
+    b_bstrides: [u32; 4],
+}
+
+/// `out[b] = a[b] @ b[b]` for every batch. `a` is `[..B, M, K]`, `b` is `[..B, K, N]` (batch
+/// dims already broadcast, stride 0 where broadcast), each matrix row- or column-major (see
+/// [`matrix_major`]) and at most [`MAX_BATCH_DIMS`] batch dims after merging (see
+/// [`batch_fits`]); `out` is contiguous `[..B, M, N]`. `config` forces a configuration.
+pub(crate) fn matmul(
+    a: (&GpuBuffer, &Layout),
+    b: (&GpuBuffer, &Layout),
+    out: &GpuBuffer,
+    s: Mkn,
+    config: Option<usize>,
+) -> Result<()> {
+    const OP: &str = "matmul";
+    let (la, lb) = (a.1, b.1);
+    let nb = la.shape.rank() - 2;
+    let batch: usize = la.shape.dims()[..nb].iter().product();
+    if batch * s.m * s.n == 0 {
+        return Ok(());
+    }
+    let precondition =
+        |what: &str| Error::invalid(OP, format!("wgml bug: {what} (layouts {la:?} and {lb:?})"));
+    let (trans_a, lda) = matrix_major(la).ok_or_else(|| precondition("lhs not row/col-major"))?;
+    let (trans_b, ldb) = matrix_major(lb).ok_or_else(|| precondition("rhs not row/col-major"))?;
+    let (dims, strides) = merged_batch(la, lb, s.m * s.n);
+    if dims.len() > MAX_BATCH_DIMS {
+        return Err(precondition("too many batch dims"));
+    }
+    let ci = config.unwrap_or_else(|| pick(s, batch));
+    let c = CONFIGS[ci];
+    let (tiles_m, tiles_n) = (s.m.div_ceil(c.bm()), s.n.div_ceil(c.bn()));
+    let mut p = Params {
+        m: s.m as u32,
+        n: s.n as u32,
+        k: s.k as u32,
+        batch: batch as u32,
+        lda: lda as u32,
+        ldb: ldb as u32,
+        a_off: la.offset as u32,
+        b_off: lb.offset as u32,
+        tiles_m: tiles_m as u32,
+        tiles_n: tiles_n as u32,
+        bdims: [1; 4],
+        ..Default::default()
+    };
+    let pad = MAX_BATCH_DIMS - dims.len();
+    for (i, &d) in dims.iter().enumerate() {
+        p.bdims[pad + i] = d as u32;
+        p.a_bstrides[pad + i] = strides[0][i] as u32;
+        p.b_bstrides[pad + i] = strides[1][i] as u32;
+    }
+    let ctx = out.ctx();
+    ctx.launch(Launch {
+        shader: &MATMUL,
+        entry: "matmul",
+        constants: &[
+            ("WG_X", c.wg_x as f64),
+            ("WG_Y", c.wg_y as f64),
+            ("TK", c.tk as f64),
+            ("TRANS_A", trans_a as u32 as f64),
+            ("TRANS_B", trans_b as u32 as f64),
+        ],
+        params: bytemuck::bytes_of(&p),
+        buffers: &[out.raw(), a.0.raw(), b.0.raw()],
+        grid: ctx.grid_1d(tiles_m * tiles_n * batch, OP)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Shape;
+
+    #[test]
+    fn majors() {
+        let l = Layout::contiguous(Shape::from([3, 4]));
+        assert_eq!(matrix_major(&l), Some((false, 4)));
+        assert_eq!(matrix_major(&l.transpose(0, 1)), Some((true, 4)));
+        let p = Layout::contiguous(Shape::from([2, 3, 4])).permute(&[2, 0, 1]); // strides (12, 4)
+        assert_eq!(matrix_major(&p), None);
+        let row = Layout::contiguous(Shape::from([4, 5])).narrow(1, 2, 1);
+        assert_eq!(matrix_major(&row), Some((false, 5)));
+    }
+
+    #[test]
+    fn batch_merging() {
+        let a = Layout::contiguous(Shape::from([2, 3, 4, 5]));
+        let b = Layout::contiguous(Shape::from([5, 6])).broadcast_to(&Shape::from([2, 3, 5, 6]));
+        let (dims, strides) = merged_batch(&a, &b, 4 * 6);
+        assert_eq!(dims, vec![6]);
+        assert_eq!(strides[0], vec![20]);
+        assert_eq!(strides[1], vec![0]);
+    }
+}
