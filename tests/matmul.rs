@@ -257,6 +257,11 @@ fn gpu_one_d_operands() {
     gpu_matches_cpu("mat @ vec", atol(17), RTOL, |dev| {
         t(&[129, 17], 44, dev)?.matmul(&t(&[17], 45, dev)?)
     });
+    // A [1, K] row whose elements are 3 apart (a row of a transposed matrix).
+    gpu_matches_cpu("strided row @ mat", atol(17), RTOL, |dev| {
+        let row = t(&[17, 3], 48, dev)?.t()?.narrow(0, 1, 1)?;
+        row.matmul(&t(&[17, 40], 49, dev)?)
+    });
     gpu_matches_cpu("batched mat @ vec", atol(5), RTOL, |dev| {
         t(&[3, 4, 5], 46, dev)?.matmul(&t(&[5], 47, dev)?)
     });
