@@ -14,15 +14,31 @@ fn weighted(y: &Tensor) -> Result<Tensor> {
     y.mul(&w)?.sum_all()
 }
 
-fn inputs(shapes: &[&[usize]], dev: &Device, seed: u64, positive: bool) -> Vec<Tensor> {
+/// Input values: `Any` in [-2, 2); `Positive` in [0.5, 2.5); `Distinct` a shuffled grid with
+/// spacing 0.1, so a finite-difference step never swaps the order of two elements (max, min).
+#[derive(Clone, Copy, PartialEq)]
+enum Domain {
+    Any,
+    Positive,
+    Distinct,
+}
+
+fn inputs(shapes: &[&[usize]], dev: &Device, seed: u64, domain: Domain) -> Vec<Tensor> {
     shapes
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let n: usize = s.iter().product();
             let mut v = common::data(n, seed + i as u64);
-            if positive {
-                v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+            match domain {
+                Domain::Any => {}
+                Domain::Positive => v.iter_mut().for_each(|x| *x = x.abs() + 0.5),
+                Domain::Distinct => {
+                    let mut order: Vec<usize> = (0..n).collect();
+                    wgml::rng::Rng::new(seed + i as u64).shuffle(&mut order);
+                    let shift = i as f32 * 0.037;
+                    v = order.iter().map(|&k| k as f32 * 0.1 - n as f32 * 0.05 + shift).collect();
+                }
             }
             Tensor::from_vec(v, s.to_vec(), dev).unwrap()
         })
@@ -45,9 +61,9 @@ fn grads(f: F, xs: &[Tensor]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn check(name: &str, f: F, shapes: &[&[usize]], positive: bool) {
+fn check(name: &str, f: F, shapes: &[&[usize]], domain: Domain) {
     let cpu = Device::cpu();
-    let xs = inputs(shapes, &cpu, 7, positive);
+    let xs = inputs(shapes, &cpu, 7, domain);
     let analytic = grads(f, &xs);
     let eps = 1e-2f32;
     for (k, x) in xs.iter().enumerate() {
@@ -76,12 +92,12 @@ fn check(name: &str, f: F, shapes: &[&[usize]], positive: bool) {
 
 macro_rules! grad_test {
     ($name:ident, $shapes:expr, $f:expr) => {
-        grad_test!($name, $shapes, false, $f);
+        grad_test!($name, $shapes, Domain::Any, $f);
     };
-    ($name:ident, $shapes:expr, $positive:expr, $f:expr) => {
+    ($name:ident, $shapes:expr, $domain:expr, $f:expr) => {
         #[test]
         fn $name() {
-            check(stringify!($name), $f, $shapes, $positive);
+            check(stringify!($name), $f, $shapes, $domain);
         }
     };
 }
@@ -89,22 +105,22 @@ macro_rules! grad_test {
 grad_test!(neg, &[&[3, 5]], |x| x[0].neg());
 grad_test!(abs, &[&[17]], |x| x[0].abs());
 grad_test!(exp, &[&[2, 3]], |x| x[0].exp());
-grad_test!(log, &[&[2, 3]], true, |x| x[0].log());
-grad_test!(sqrt, &[&[7]], true, |x| x[0].sqrt());
+grad_test!(log, &[&[2, 3]], Domain::Positive, |x| x[0].log());
+grad_test!(sqrt, &[&[7]], Domain::Positive, |x| x[0].sqrt());
 grad_test!(relu, &[&[4, 5]], |x| x[0].relu());
 grad_test!(sigmoid, &[&[9]], |x| x[0].sigmoid());
 grad_test!(tanh, &[&[9]], |x| x[0].tanh());
 grad_test!(gelu, &[&[3, 3]], |x| x[0].gelu());
 grad_test!(affine, &[&[5]], |x| x[0].affine(-1.5, 0.25));
-grad_test!(powf, &[&[5]], true, |x| x[0].powf(2.5));
+grad_test!(powf, &[&[5]], Domain::Positive, |x| x[0].powf(2.5));
 grad_test!(powf_int_negative_base, &[&[6]], |x| x[0].powf(3.0));
-grad_test!(recip, &[&[5]], true, |x| x[0].recip());
+grad_test!(recip, &[&[5]], Domain::Positive, |x| x[0].recip());
 grad_test!(clamp, &[&[13]], |x| x[0].clamp(-0.9, 1.1));
 grad_test!(add_broadcast, &[&[3, 1, 4], &[5, 1]], |x| x[0].add(&x[1]));
 grad_test!(sub_broadcast, &[&[2, 3], &[3]], |x| x[0].sub(&x[1]));
 grad_test!(mul_broadcast, &[&[4, 1], &[1, 3]], |x| x[0].mul(&x[1]));
-grad_test!(div_broadcast, &[&[2, 3], &[2, 1]], true, |x| x[0].div(&x[1]));
-grad_test!(maximum, &[&[7], &[7]], |x| x[0].maximum(&x[1]));
+grad_test!(div_broadcast, &[&[2, 3], &[2, 1]], Domain::Positive, |x| x[0].div(&x[1]));
+grad_test!(maximum, &[&[7], &[7]], Domain::Distinct, |x| x[0].maximum(&x[1]));
 grad_test!(minimum, &[&[2, 3], &[3]], |x| x[0].minimum(&x[1]));
 grad_test!(where_cond, &[&[3, 4], &[3, 4], &[4]], |x| {
     Tensor::where_cond(&x[0].gt_scalar(0.0)?, &x[1], &x[2])
@@ -113,8 +129,8 @@ grad_test!(sum_dim, &[&[3, 4, 5]], |x| x[0].sum(1, false));
 grad_test!(sum_keepdim, &[&[3, 4]], |x| x[0].sum(-1, true));
 grad_test!(sum_all, &[&[3, 4]], |x| x[0].sum_all());
 grad_test!(mean_dims, &[&[2, 3, 4]], |x| x[0].reduce(wgml::ReduceOp::Mean, &[0, 2], false));
-grad_test!(max_dim, &[&[4, 6]], |x| x[0].max(1, false));
-grad_test!(min_dim, &[&[4, 6]], |x| x[0].min(0, true));
+grad_test!(max_dim, &[&[4, 6]], Domain::Distinct, |x| x[0].max(1, false));
+grad_test!(min_dim, &[&[4, 6]], Domain::Distinct, |x| x[0].min(0, true));
 grad_test!(softmax, &[&[3, 7]], |x| x[0].softmax());
 grad_test!(log_softmax, &[&[2, 3, 5]], |x| x[0].log_softmax());
 grad_test!(matmul_2d, &[&[3, 5], &[5, 4]], |x| x[0].matmul(&x[1]));
@@ -147,6 +163,11 @@ grad_test!(cross_entropy, &[&[4, 5]], |x| {
     let y = Tensor::from_indices(&[1, 0, 4, 4], [4], x[0].device())?;
     loss::cross_entropy(&x[0], &y)
 });
+grad_test!(gather, &[&[3, 4]], |x| {
+    let idx = Tensor::from_indices(&[3, 0, 1, 1, 2, 2], [3, 2], x[0].device())?;
+    x[0].gather(1, &idx)
+});
+grad_test!(max_all_ties_split, &[&[5]], |x| x[0].clamp(-0.5, 0.5)?.max_all());
 grad_test!(shared_input_accumulates, &[&[3]], |x| x[0].mul(&x[0])?.add(&x[0].exp()?));
 
 #[test]
@@ -166,7 +187,7 @@ fn backward_needs_scalar_loss() {
     assert!(err.contains("backward") && err.contains("[2]"), "{err}");
 }
 
-grad_test!(max_pool2d, &[&[2, 2, 5, 5]], |x| {
+grad_test!(max_pool2d, &[&[2, 2, 5, 5]], Domain::Distinct, |x| {
     x[0].max_pool2d(wgml::Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: true })
 });
 grad_test!(avg_pool2d, &[&[1, 2, 5, 6]], |x| {
