@@ -15,16 +15,29 @@ const GPU_BATCHES_ENV: &str = "WGML_BENCH_GPU_CONV_BATCHES";
 /// (name, in channels, out channels, input size)
 const LAYERS: [(&str, usize, usize, usize); 2] = [("conv1", 1, 32, 28), ("conv2", 32, 64, 13)];
 
-fn bench_layer(c: &mut Criterion, dev: &Device, group: &str, layer: (&str, usize, usize, usize), batch: usize) {
+fn bench_layer(
+    c: &mut Criterion,
+    dev: &Device,
+    group: &str,
+    layer: (&str, usize, usize, usize),
+    batch: usize,
+) {
     let (name, ci, co, hw) = layer;
-    let x = Tensor::rand([batch, ci, hw, hw], 1, dev).unwrap().requires_grad();
-    let w = Tensor::rand_uniform([co, ci, 3, 3], -0.3, 0.3, 2, dev).unwrap().requires_grad();
+    let x = Tensor::rand([batch, ci, hw, hw], 1, dev)
+        .unwrap()
+        .requires_grad();
+    let w = Tensor::rand_uniform([co, ci, 3, 3], -0.3, 0.3, 2, dev)
+        .unwrap()
+        .requires_grad();
     let b = Tensor::zeros([co], dev).unwrap().requires_grad();
     let out = hw - 2;
     let fwd_flops = 2 * batch * co * out * out * ci * 9;
     for backward in [false, true] {
         let flops = if backward { 3 * fwd_flops } else { fwd_flops };
-        let id = format!("{name}/{}/batch{batch}", if backward { "fwd+bwd" } else { "fwd" });
+        let id = format!(
+            "{name}/{}/batch{batch}",
+            if backward { "fwd+bwd" } else { "fwd" }
+        );
         let run = || {
             let y = x.conv2d(&w, Some(&b), Conv2dConfig::default()).unwrap();
             if backward {

@@ -15,7 +15,10 @@ fn main() {
         let i = &a.info;
         let l = &a.limits;
         println!("gpu:{}  {}", a.index, i.name);
-        println!("    backend {:?}, type {:?}, driver {} {}", i.backend, i.device_type, i.driver, i.driver_info);
+        println!(
+            "    backend {:?}, type {:?}, driver {} {}",
+            i.backend, i.device_type, i.driver, i.driver_info
+        );
         println!(
             "    max buffer {} MiB, max storage binding {} MiB, storage buffers/stage {}",
             l.max_buffer_size >> 20,

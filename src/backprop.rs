@@ -233,7 +233,11 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             for &d in dims {
                 kept[d] = 1;
             }
-            let dy_k = if *keepdim { dy.clone() } else { dy.reshape(kept.clone())? };
+            let dy_k = if *keepdim {
+                dy.clone()
+            } else {
+                dy.reshape(kept.clone())?
+            };
             let g = match r {
                 ReduceOp::Sum => dy_k.broadcast_to(x.shape().clone())?,
                 ReduceOp::Mean => {
@@ -243,7 +247,11 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
                 }
                 ReduceOp::Max | ReduceOp::Min => {
                     // Split evenly between tied extremes.
-                    let y_k = if *keepdim { y.clone() } else { y.reshape(kept.clone())? };
+                    let y_k = if *keepdim {
+                        y.clone()
+                    } else {
+                        y.reshape(kept.clone())?
+                    };
                     let mask = x.eq(&y_k)?;
                     let ties = mask.reduce(ReduceOp::Sum, &to_isize(dims), true)?;
                     mask.mul(&dy_k.div(&ties)?)?
@@ -256,15 +264,30 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::LogSoftmax(x) => one(x, Tensor::log_softmax_backward(y, dy)?),
         Op::Matmul(a, b) => {
             // Work on the promoted (rank >= 2) shapes, then fold back.
-            let a2 = if a.rank() == 1 { a.unsqueeze(0)? } else { a.clone() };
-            let b2 = if b.rank() == 1 { b.unsqueeze(1)? } else { b.clone() };
+            let a2 = if a.rank() == 1 {
+                a.unsqueeze(0)?
+            } else {
+                a.clone()
+            };
+            let b2 = if b.rank() == 1 {
+                b.unsqueeze(1)?
+            } else {
+                b.clone()
+            };
             let batch = batch_shape(&a2, &b2)?;
             let mut dy_dims = batch;
             dy_dims.push(a2.dims()[a2.rank() - 2]);
             dy_dims.push(b2.dims()[b2.rank() - 1]);
             let dy2 = dy.reshape(dy_dims)?;
-            let ga = dy2.matmul(&b2.t()?)?.sum_to_shape(a2.shape())?.reshape(a.shape().clone())?;
-            let gb = a2.t()?.matmul(&dy2)?.sum_to_shape(b2.shape())?.reshape(b.shape().clone())?;
+            let ga = dy2
+                .matmul(&b2.t()?)?
+                .sum_to_shape(a2.shape())?
+                .reshape(a.shape().clone())?;
+            let gb = a2
+                .t()?
+                .matmul(&dy2)?
+                .sum_to_shape(b2.shape())?
+                .reshape(b.shape().clone())?;
             Ok(vec![(a.clone(), ga), (b.clone(), gb)])
         }
         Op::IndexSelect(src, idx, dim) => one(
@@ -289,7 +312,9 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             let pad = |n: usize| -> Result<Option<Tensor>> {
                 let mut dims = x.dims().to_vec();
                 dims[d] = n;
-                (n > 0).then(|| Tensor::zeros(dims, dy.device())).transpose()
+                (n > 0)
+                    .then(|| Tensor::zeros(dims, dy.device()))
+                    .transpose()
             };
             let parts: Vec<Tensor> = [pad(*start)?, Some(dy.clone()), pad(size - start - len)?]
                 .into_iter()
@@ -303,7 +328,10 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             let mut out = Vec::new();
             for t in ts {
                 let len = t.dims()[*dim];
-                out.push((t.clone(), dy.narrow(*dim as isize, start, len)?.contiguous()?));
+                out.push((
+                    t.clone(),
+                    dy.narrow(*dim as isize, start, len)?.contiguous()?,
+                ));
                 start += len;
             }
             Ok(out)

@@ -18,7 +18,10 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> 
     for (name, t) in tensors {
         let (dtype, bytes) = match t.dtype() {
             DType::F32 => (StDtype::F32, bytemuck::cast_slice(&t.to_vec()?).to_vec()),
-            DType::U32 => (StDtype::U32, bytemuck::cast_slice(&t.to_vec_u32()?).to_vec()),
+            DType::U32 => (
+                StDtype::U32,
+                bytemuck::cast_slice(&t.to_vec_u32()?).to_vec(),
+            ),
             DType::F16 => {
                 return Err(Error::DType {
                     op: "checkpoint::save",
@@ -39,8 +42,14 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> 
     let bytes = safetensors::tensor::serialize(views, None)
         .map_err(|e| Error::invalid("checkpoint::save", e.to_string()))?;
 
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating temp file for", e))?;

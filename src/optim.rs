@@ -95,7 +95,11 @@ fn update(
             let mut locks: Vec<_> = guards.iter_mut().map(|v| v.write().unwrap()).collect();
             let mut refs: Vec<&mut Vec<f32>> = locks.iter_mut().map(|l| &mut **l).collect();
             let n = p.n as usize;
-            cpu(&mut x.write().unwrap()[..n], &g.read().unwrap()[..n], &mut refs);
+            cpu(
+                &mut x.write().unwrap()[..n],
+                &g.read().unwrap()[..n],
+                &mut refs,
+            );
             Ok(())
         }
         _ => unreachable!("devices checked"),
@@ -437,6 +441,7 @@ pub struct CosineLr {
 impl LrSchedule for CosineLr {
     fn lr(&self, epoch: usize) -> f32 {
         let t = epoch.min(self.t_max) as f32 / self.t_max.max(1) as f32;
-        self.eta_min + 0.5 * (self.base_lr - self.eta_min) * (1.0 + (std::f32::consts::PI * t).cos())
+        self.eta_min
+            + 0.5 * (self.base_lr - self.eta_min) * (1.0 + (std::f32::consts::PI * t).cos())
     }
 }

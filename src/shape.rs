@@ -338,13 +338,22 @@ impl Pool2d {
 
     /// Output (height, width) for an input of `h`×`w`, checking the geometry.
     pub fn output_hw(&self, op: &'static str, input: &[usize]) -> Result<[usize; 2]> {
-        let bad = |msg: String| Error::invalid(op, format!("{msg} (input shape {input:?}, {self:?})"));
+        let bad =
+            |msg: String| Error::invalid(op, format!("{msg} (input shape {input:?}, {self:?})"));
         if input.len() != 4 {
-            return Err(bad(format!("expects NCHW input of rank 4, got rank {}", input.len())));
+            return Err(bad(format!(
+                "expects NCHW input of rank 4, got rank {}",
+                input.len()
+            )));
         }
         let mut out = [0; 2];
         for i in 0..2 {
-            let (n, k, s, p) = (input[2 + i], self.kernel[i], self.stride[i], self.padding[i]);
+            let (n, k, s, p) = (
+                input[2 + i],
+                self.kernel[i],
+                self.stride[i],
+                self.padding[i],
+            );
             if k == 0 || s == 0 {
                 return Err(bad("kernel and stride must be positive".into()));
             }
@@ -352,10 +361,17 @@ impl Pool2d {
                 return Err(bad(format!("padding {p} exceeds half the kernel {k}")));
             }
             if n + 2 * p < k {
-                return Err(bad(format!("kernel {k} is larger than the padded input {}", n + 2 * p)));
+                return Err(bad(format!(
+                    "kernel {k} is larger than the padded input {}",
+                    n + 2 * p
+                )));
             }
             let span = n + 2 * p - k;
-            let mut o = if self.ceil_mode { span.div_ceil(s) } else { span / s } + 1;
+            let mut o = if self.ceil_mode {
+                span.div_ceil(s)
+            } else {
+                span / s
+            } + 1;
             // PyTorch: the last window must start inside the input or the left padding.
             if self.ceil_mode && (o - 1) * s >= n + p {
                 o -= 1;
@@ -407,10 +423,22 @@ pub(crate) struct ConvGeom {
 
 impl ConvGeom {
     /// Checks input `[N, C, H, W]` against weight `[O, C/groups, KH, KW]`.
-    pub(crate) fn new(op: &'static str, input: &[usize], weight: &[usize], cfg: Conv2dConfig) -> Result<ConvGeom> {
-        let mismatch = || Error::ShapeMismatch { op, lhs: input.to_vec(), rhs: weight.to_vec() };
+    pub(crate) fn new(
+        op: &'static str,
+        input: &[usize],
+        weight: &[usize],
+        cfg: Conv2dConfig,
+    ) -> Result<ConvGeom> {
+        let mismatch = || Error::ShapeMismatch {
+            op,
+            lhs: input.to_vec(),
+            rhs: weight.to_vec(),
+        };
         let bad = |msg: String| {
-            Error::invalid(op, format!("{msg} (input {input:?}, weight {weight:?}, {cfg:?})"))
+            Error::invalid(
+                op,
+                format!("{msg} (input {input:?}, weight {weight:?}, {cfg:?})"),
+            )
         };
         if input.len() != 4 || weight.len() != 4 {
             return Err(bad(format!(
@@ -434,7 +462,13 @@ impl ConvGeom {
         }
         let mut out = [0; 2];
         for i in 0..2 {
-            let (n, k, s, p, d) = (input[2 + i], weight[2 + i], cfg.stride[i], cfg.padding[i], cfg.dilation[i]);
+            let (n, k, s, p, d) = (
+                input[2 + i],
+                weight[2 + i],
+                cfg.stride[i],
+                cfg.padding[i],
+                cfg.dilation[i],
+            );
             let span = d * (k.max(1) - 1) + 1;
             if k == 0 || n + 2 * p < span {
                 return Err(bad(format!(

@@ -96,7 +96,13 @@ impl Tensor {
         device: &Device,
         op: Option<Op>,
     ) -> Tensor {
-        Tensor::from_parts(storage, Layout::contiguous(shape), dtype, device.clone(), op)
+        Tensor::from_parts(
+            storage,
+            Layout::contiguous(shape),
+            dtype,
+            device.clone(),
+            op,
+        )
     }
 
     /// A view of the same storage with another layout.
@@ -151,7 +157,13 @@ impl Tensor {
                 device,
                 None,
             )),
-            _ => Tensor::from_words(floats_to_words(&data), shape, DType::F32, device, "from_vec"),
+            _ => Tensor::from_words(
+                floats_to_words(&data),
+                shape,
+                DType::F32,
+                device,
+                "from_vec",
+            ),
         }
     }
 
@@ -162,7 +174,13 @@ impl Tensor {
 
     /// A `U32` tensor of indices (class labels, token ids, rows to gather).
     pub fn from_indices(data: &[u32], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
-        Tensor::from_words(data.to_vec(), shape.into(), DType::U32, device, "from_indices")
+        Tensor::from_words(
+            data.to_vec(),
+            shape.into(),
+            DType::U32,
+            device,
+            "from_indices",
+        )
     }
 
     /// A rank-0 tensor holding `value`.
@@ -377,11 +395,7 @@ impl Tensor {
         match self.storage() {
             Storage::Cpu(data) => {
                 let data = data.read().unwrap();
-                Ok(self
-                    .layout()
-                    .offsets()
-                    .map(|o| data[o].to_bits())
-                    .collect())
+                Ok(self.layout().offsets().map(|o| data[o].to_bits()).collect())
             }
             Storage::Gpu(_) => {
                 let t = self.contiguous()?;
@@ -506,6 +520,12 @@ impl Tensor {
             return Ok(self.clone());
         }
         let words = self.to_words()?;
-        Tensor::from_words(words, self.shape().clone(), self.dtype(), device, "to_device")
+        Tensor::from_words(
+            words,
+            self.shape().clone(),
+            self.dtype(),
+            device,
+            "to_device",
+        )
     }
 }

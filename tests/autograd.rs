@@ -37,7 +37,10 @@ fn inputs(shapes: &[&[usize]], dev: &Device, seed: u64, domain: Domain) -> Vec<T
                     let mut order: Vec<usize> = (0..n).collect();
                     wgml::rng::Rng::new(seed + i as u64).shuffle(&mut order);
                     let shift = i as f32 * 0.037;
-                    v = order.iter().map(|&k| k as f32 * 0.1 - n as f32 * 0.05 + shift).collect();
+                    v = order
+                        .iter()
+                        .map(|&k| k as f32 * 0.1 - n as f32 * 0.05 + shift)
+                        .collect();
                 }
             }
             Tensor::from_vec(v, s.to_vec(), dev).unwrap()
@@ -79,13 +82,25 @@ fn check(name: &str, f: F, shapes: &[&[usize]], domain: Domain) {
             };
             numeric[i] = ((eval(eps) - eval(-eps)) / (2.0 * eps as f64)) as f32;
         }
-        common::assert_close(&analytic[k], &numeric, 2e-2, 2e-2, &format!("{name}: d/dx{k} vs finite differences"));
+        common::assert_close(
+            &analytic[k],
+            &numeric,
+            2e-2,
+            2e-2,
+            &format!("{name}: d/dx{k} vs finite differences"),
+        );
     }
     if let Some(gpu) = common::gpu() {
         let xg: Vec<Tensor> = xs.iter().map(|x| x.to_device(&gpu).unwrap()).collect();
         let on_gpu = grads(f, &xg);
         for k in 0..xs.len() {
-            common::assert_close(&on_gpu[k], &analytic[k], 1e-4, 1e-3, &format!("{name}: GPU d/dx{k} vs CPU"));
+            common::assert_close(
+                &on_gpu[k],
+                &analytic[k],
+                1e-4,
+                1e-3,
+                &format!("{name}: GPU d/dx{k} vs CPU"),
+            );
         }
     }
 }
@@ -119,8 +134,11 @@ grad_test!(clamp, &[&[13]], |x| x[0].clamp(-0.9, 1.1));
 grad_test!(add_broadcast, &[&[3, 1, 4], &[5, 1]], |x| x[0].add(&x[1]));
 grad_test!(sub_broadcast, &[&[2, 3], &[3]], |x| x[0].sub(&x[1]));
 grad_test!(mul_broadcast, &[&[4, 1], &[1, 3]], |x| x[0].mul(&x[1]));
-grad_test!(div_broadcast, &[&[2, 3], &[2, 1]], Domain::Positive, |x| x[0].div(&x[1]));
-grad_test!(maximum, &[&[7], &[7]], Domain::Distinct, |x| x[0].maximum(&x[1]));
+grad_test!(div_broadcast, &[&[2, 3], &[2, 1]], Domain::Positive, |x| x
+    [0]
+.div(&x[1]));
+grad_test!(maximum, &[&[7], &[7]], Domain::Distinct, |x| x[0]
+    .maximum(&x[1]));
 grad_test!(minimum, &[&[2, 3], &[3]], |x| x[0].minimum(&x[1]));
 grad_test!(where_cond, &[&[3, 4], &[3, 4], &[4]], |x| {
     Tensor::where_cond(&x[0].gt_scalar(0.0)?, &x[1], &x[2])
@@ -128,15 +146,26 @@ grad_test!(where_cond, &[&[3, 4], &[3, 4], &[4]], |x| {
 grad_test!(sum_dim, &[&[3, 4, 5]], |x| x[0].sum(1, false));
 grad_test!(sum_keepdim, &[&[3, 4]], |x| x[0].sum(-1, true));
 grad_test!(sum_all, &[&[3, 4]], |x| x[0].sum_all());
-grad_test!(mean_dims, &[&[2, 3, 4]], |x| x[0].reduce(wgml::ReduceOp::Mean, &[0, 2], false));
-grad_test!(max_dim, &[&[4, 6]], Domain::Distinct, |x| x[0].max(1, false));
+grad_test!(mean_dims, &[&[2, 3, 4]], |x| x[0].reduce(
+    wgml::ReduceOp::Mean,
+    &[0, 2],
+    false
+));
+grad_test!(max_dim, &[&[4, 6]], Domain::Distinct, |x| x[0]
+    .max(1, false));
 grad_test!(min_dim, &[&[4, 6]], Domain::Distinct, |x| x[0].min(0, true));
 grad_test!(softmax, &[&[3, 7]], |x| x[0].softmax());
 grad_test!(log_softmax, &[&[2, 3, 5]], |x| x[0].log_softmax());
 grad_test!(matmul_2d, &[&[3, 5], &[5, 4]], |x| x[0].matmul(&x[1]));
-grad_test!(matmul_batched_broadcast, &[&[2, 1, 3, 4], &[3, 4, 2]], |x| x[0].matmul(&x[1]));
+grad_test!(
+    matmul_batched_broadcast,
+    &[&[2, 1, 3, 4], &[3, 4, 2]],
+    |x| x[0].matmul(&x[1])
+);
 grad_test!(matmul_vec, &[&[5], &[5, 3]], |x| x[0].matmul(&x[1]));
-grad_test!(matmul_transposed, &[&[4, 3], &[5, 4]], |x| x[0].t()?.matmul(&x[1].t()?));
+grad_test!(matmul_transposed, &[&[4, 3], &[5, 4]], |x| x[0]
+    .t()?
+    .matmul(&x[1].t()?));
 grad_test!(index_select_rows, &[&[5, 3]], |x| {
     let idx = Tensor::from_indices(&[4, 0, 4, 2], [4], x[0].device())?;
     x[0].index_select(0, &idx)
@@ -153,7 +182,11 @@ grad_test!(reshape, &[&[2, 6]], |x| x[0].reshape([3, 4])?.exp());
 grad_test!(permute, &[&[2, 3, 4]], |x| x[0].permute(&[2, 0, 1])?.exp());
 grad_test!(transpose, &[&[3, 5]], |x| x[0].t()?.contiguous());
 grad_test!(narrow, &[&[4, 5]], |x| x[0].narrow(1, 1, 3)?.exp());
-grad_test!(cat, &[&[2, 3], &[2, 2]], |x| Tensor::cat(&[&x[0], &x[1]], 1)?.exp());
+grad_test!(cat, &[&[2, 3], &[2, 2]], |x| Tensor::cat(
+    &[&x[0], &x[1]],
+    1
+)?
+.exp());
 grad_test!(broadcast_to, &[&[3, 1]], |x| x[0].broadcast_to([2, 3, 4]));
 grad_test!(mse, &[&[4, 3], &[4, 3]], |x| loss::mse(&x[0], &x[1]));
 grad_test!(bce_with_logits, &[&[6], &[6]], |x| {
@@ -167,12 +200,18 @@ grad_test!(gather, &[&[3, 4]], |x| {
     let idx = Tensor::from_indices(&[3, 0, 1, 1, 2, 2], [3, 2], x[0].device())?;
     x[0].gather(1, &idx)
 });
-grad_test!(max_all_ties_split, &[&[5]], |x| x[0].clamp(-0.5, 0.5)?.max_all());
-grad_test!(shared_input_accumulates, &[&[3]], |x| x[0].mul(&x[0])?.add(&x[0].exp()?));
+grad_test!(max_all_ties_split, &[&[5]], |x| x[0]
+    .clamp(-0.5, 0.5)?
+    .max_all());
+grad_test!(shared_input_accumulates, &[&[3]], |x| x[0]
+    .mul(&x[0])?
+    .add(&x[0].exp()?));
 
 #[test]
 fn no_grad_records_nothing() {
-    let x = Tensor::from_vec(vec![1.0, 2.0], [2], &Device::cpu()).unwrap().requires_grad();
+    let x = Tensor::from_vec(vec![1.0, 2.0], [2], &Device::cpu())
+        .unwrap()
+        .requires_grad();
     let y = wgml::no_grad(|| x.mul_scalar(3.0).unwrap());
     assert!(!y.requires_grad_flag());
     let z = x.detach().mul_scalar(3.0).unwrap();
@@ -182,22 +221,52 @@ fn no_grad_records_nothing() {
 
 #[test]
 fn backward_needs_scalar_loss() {
-    let x = Tensor::from_vec(vec![1.0, 2.0], [2], &Device::cpu()).unwrap().requires_grad();
+    let x = Tensor::from_vec(vec![1.0, 2.0], [2], &Device::cpu())
+        .unwrap()
+        .requires_grad();
     let err = x.exp().unwrap().backward().unwrap_err().to_string();
     assert!(err.contains("backward") && err.contains("[2]"), "{err}");
 }
 
 grad_test!(max_pool2d, &[&[2, 2, 5, 5]], Domain::Distinct, |x| {
-    x[0].max_pool2d(wgml::Pool2d { kernel: [3, 3], stride: [2, 2], padding: [1, 1], ceil_mode: true })
+    x[0].max_pool2d(wgml::Pool2d {
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        ceil_mode: true,
+    })
 });
 grad_test!(avg_pool2d, &[&[1, 2, 5, 6]], |x| {
-    x[0].avg_pool2d(wgml::Pool2d { kernel: [2, 3], stride: [2, 2], padding: [1, 1], ceil_mode: false })
+    x[0].avg_pool2d(wgml::Pool2d {
+        kernel: [2, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        ceil_mode: false,
+    })
 });
-grad_test!(conv2d_stride_pad, &[&[2, 3, 6, 5], &[4, 3, 3, 3], &[4]], |x| {
-    let c = wgml::Conv2dConfig { stride: [2, 1], padding: [1, 2], dilation: [1, 1], groups: 1 };
-    x[0].conv2d(&x[1], Some(&x[2]), c)
-});
-grad_test!(conv2d_dilation_groups, &[&[1, 4, 7, 7], &[6, 2, 3, 2]], |x| {
-    let c = wgml::Conv2dConfig { stride: [1, 1], padding: [1, 1], dilation: [2, 1], groups: 2 };
-    x[0].conv2d(&x[1], None, c)
-});
+grad_test!(
+    conv2d_stride_pad,
+    &[&[2, 3, 6, 5], &[4, 3, 3, 3], &[4]],
+    |x| {
+        let c = wgml::Conv2dConfig {
+            stride: [2, 1],
+            padding: [1, 2],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        x[0].conv2d(&x[1], Some(&x[2]), c)
+    }
+);
+grad_test!(
+    conv2d_dilation_groups,
+    &[&[1, 4, 7, 7], &[6, 2, 3, 2]],
+    |x| {
+        let c = wgml::Conv2dConfig {
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [2, 1],
+            groups: 2,
+        };
+        x[0].conv2d(&x[1], None, c)
+    }
+);

@@ -29,16 +29,28 @@ fn round_trip_parameters_and_optimizer_state() {
     checkpoint::save(&path, &all).unwrap();
 
     let fresh = Linear::new(4, 3, true, &mut Rng::new(9), &dev).unwrap();
-    assert_ne!(fresh.weight.to_vec().unwrap(), model.weight.to_vec().unwrap());
+    assert_ne!(
+        fresh.weight.to_vec().unwrap(),
+        model.weight.to_vec().unwrap()
+    );
     checkpoint::load_into(&path, &fresh.parameters()).unwrap();
-    assert_eq!(fresh.weight.to_vec().unwrap(), model.weight.to_vec().unwrap());
-    assert_eq!(fresh.bias.as_ref().unwrap().to_vec().unwrap(), model.bias.as_ref().unwrap().to_vec().unwrap());
+    assert_eq!(
+        fresh.weight.to_vec().unwrap(),
+        model.weight.to_vec().unwrap()
+    );
+    assert_eq!(
+        fresh.bias.as_ref().unwrap().to_vec().unwrap(),
+        model.bias.as_ref().unwrap().to_vec().unwrap()
+    );
 
     let loaded = checkpoint::load(&path, &dev).unwrap();
     let mut opt2 = Adam::new(fresh.parameters(), 0.01);
     opt2.load_state(&loaded).unwrap();
     let names: Vec<String> = opt2.state().into_iter().map(|(n, _)| n).collect();
-    assert!(names.contains(&"weight.exp_avg".to_string()) && names.contains(&"step".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"weight.exp_avg".to_string()) && names.contains(&"step".to_string()),
+        "{names:?}"
+    );
     // Both optimizers take the same next step.
     opt.step(&g).unwrap();
     let mut g2 = Gradients::default();
@@ -46,7 +58,10 @@ fn round_trip_parameters_and_optimizer_state() {
         g2.insert(&p, p.ones_like().unwrap());
     }
     opt2.step(&g2).unwrap();
-    assert_eq!(fresh.weight.to_vec().unwrap(), model.weight.to_vec().unwrap());
+    assert_eq!(
+        fresh.weight.to_vec().unwrap(),
+        model.weight.to_vec().unwrap()
+    );
 }
 
 #[test]
@@ -66,8 +81,13 @@ fn save_replaces_atomically_and_leaves_no_temp_files() {
         .collect();
     assert!(leftovers.is_empty());
     // A save that fails (directory does not exist) leaves nothing behind and reports the path.
-    let bad = path.parent().unwrap().join("no-such-dir").join("x.safetensors");
-    let err = checkpoint::save(&bad, &[("a".into(), Tensor::ones([1], &dev).unwrap())]).unwrap_err();
+    let bad = path
+        .parent()
+        .unwrap()
+        .join("no-such-dir")
+        .join("x.safetensors");
+    let err =
+        checkpoint::save(&bad, &[("a".into(), Tensor::ones([1], &dev).unwrap())]).unwrap_err();
     assert!(err.to_string().contains("no-such-dir"), "{err}");
 }
 
@@ -77,7 +97,10 @@ fn corrupt_and_mismatched_files_are_errors() {
     let path = tmp("corrupt.safetensors");
     std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
     let err = checkpoint::load(&path, &dev).unwrap_err().to_string();
-    assert!(err.contains("corrupt.safetensors") && err.contains("safetensors"), "{err}");
+    assert!(
+        err.contains("corrupt.safetensors") && err.contains("safetensors"),
+        "{err}"
+    );
 
     let good = tmp("shapes.safetensors");
     checkpoint::save(&good, &[("w".into(), Tensor::ones([2, 3], &dev).unwrap())]).unwrap();
@@ -88,11 +111,19 @@ fn corrupt_and_mismatched_files_are_errors() {
     assert!(checkpoint::load(&cut, &dev).is_err());
     // Wrong shape.
     let target = Tensor::zeros([3, 2], &dev).unwrap();
-    let err = checkpoint::load_into(&good, &[("w".into(), target.clone())]).unwrap_err().to_string();
+    let err = checkpoint::load_into(&good, &[("w".into(), target.clone())])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[2, 3]") && err.contains("[3, 2]"), "{err}");
-    assert_eq!(target.to_vec().unwrap(), vec![0.0; 6], "a failed load must change nothing");
+    assert_eq!(
+        target.to_vec().unwrap(),
+        vec![0.0; 6],
+        "a failed load must change nothing"
+    );
     // Missing tensor.
-    let err = checkpoint::load_into(&good, &[("v".into(), target)]).unwrap_err().to_string();
+    let err = checkpoint::load_into(&good, &[("v".into(), target)])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing tensor v"), "{err}");
     // Missing file.
     assert!(checkpoint::load(tmp("nope.safetensors"), &dev).is_err());
@@ -102,7 +133,10 @@ fn corrupt_and_mismatched_files_are_errors() {
 fn load_into_gpu_parameters() {
     let Ok(gpu) = Device::gpu() else { return };
     let path = tmp("gpu.safetensors");
-    let src = Tensor::arange(0.0, 6.0, 1.0, &gpu).unwrap().reshape([2, 3]).unwrap();
+    let src = Tensor::arange(0.0, 6.0, 1.0, &gpu)
+        .unwrap()
+        .reshape([2, 3])
+        .unwrap();
     checkpoint::save(&path, &[("w".into(), src)]).unwrap();
     let dst = Tensor::zeros([2, 3], &gpu).unwrap();
     checkpoint::load_into(&path, &[("w".into(), dst.clone())]).unwrap();

@@ -12,7 +12,10 @@ fn shipped_mnist_loads_with_canonical_counts() {
     for &l in &m.train.labels {
         counts[l as usize] += 1;
     }
-    assert_eq!(counts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
+    assert_eq!(
+        counts,
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    );
     assert!(m.train.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
     let (x, y) = m.test.batch(&[0, 1, 2], &Device::cpu()).unwrap();
     assert_eq!(x.dims(), &[3, 784]);
@@ -25,8 +28,13 @@ fn corrupt_idx_is_an_error() {
     let mut hdr = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2];
     hdr.extend([0u8; 7]);
     let err = mnist::parse_images(&hdr, "imgs").unwrap_err().to_string();
-    assert!(err.contains("imgs") && err.contains("2 images of 2x2"), "{err}");
-    let err = mnist::parse_labels(&[0, 0, 8, 3, 0, 0, 0, 1, 5], "lbl").unwrap_err().to_string();
+    assert!(
+        err.contains("imgs") && err.contains("2 images of 2x2"),
+        "{err}"
+    );
+    let err = mnist::parse_labels(&[0, 0, 8, 3, 0, 0, 0, 1, 5], "lbl")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("2049"), "{err}");
     assert!(mnist::load("/nonexistent").is_err());
 }

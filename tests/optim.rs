@@ -44,7 +44,11 @@ fn sgd_plain() {
 
 #[test]
 fn sgd_momentum() {
-    run("sgd momentum", |p| Box::new(Sgd::new(p, 0.1).momentum(0.9)), [0.95, 1.005, 1.0295]);
+    run(
+        "sgd momentum",
+        |p| Box::new(Sgd::new(p, 0.1).momentum(0.9)),
+        [0.95, 1.005, 1.0295],
+    );
 }
 
 #[test]
@@ -115,20 +119,49 @@ fn clip_grad_norm_scales_to_max() {
         g.insert(&b, Tensor::from_vec(vec![4.0], [1], &dev).unwrap());
         let norm = clip_grad_norm(&mut g, &[a.clone(), b.clone()], 1.0).unwrap();
         assert!((norm.item().unwrap() - 5.0).abs() < 1e-5);
-        common::assert_close(&g.get(&a).unwrap().to_vec().unwrap(), &[0.6, 0.0], 1e-5, 1e-5, "clipped a");
-        common::assert_close(&g.get(&b).unwrap().to_vec().unwrap(), &[0.8], 1e-5, 1e-5, "clipped b");
+        common::assert_close(
+            &g.get(&a).unwrap().to_vec().unwrap(),
+            &[0.6, 0.0],
+            1e-5,
+            1e-5,
+            "clipped a",
+        );
+        common::assert_close(
+            &g.get(&b).unwrap().to_vec().unwrap(),
+            &[0.8],
+            1e-5,
+            1e-5,
+            "clipped b",
+        );
         // Below the threshold nothing changes.
         let norm = clip_grad_norm(&mut g, &[a.clone(), b.clone()], 10.0).unwrap();
         assert!((norm.item().unwrap() - 1.0).abs() < 1e-4);
-        common::assert_close(&g.get(&b).unwrap().to_vec().unwrap(), &[0.8], 1e-5, 1e-5, "unclipped b");
+        common::assert_close(
+            &g.get(&b).unwrap().to_vec().unwrap(),
+            &[0.8],
+            1e-5,
+            1e-5,
+            "unclipped b",
+        );
     }
 }
 
 #[test]
 fn schedules() {
-    let s = StepLr { base_lr: 0.1, step_size: 2, gamma: 0.5 };
-    assert_eq!([s.lr(0), s.lr(1), s.lr(2), s.lr(5)], [0.1, 0.1, 0.05, 0.025]);
-    let c = CosineLr { base_lr: 1.0, t_max: 4, eta_min: 0.0 };
+    let s = StepLr {
+        base_lr: 0.1,
+        step_size: 2,
+        gamma: 0.5,
+    };
+    assert_eq!(
+        [s.lr(0), s.lr(1), s.lr(2), s.lr(5)],
+        [0.1, 0.1, 0.05, 0.025]
+    );
+    let c = CosineLr {
+        base_lr: 1.0,
+        t_max: 4,
+        eta_min: 0.0,
+    };
     assert!((c.lr(0) - 1.0).abs() < 1e-6);
     assert!((c.lr(2) - 0.5).abs() < 1e-6);
     assert!(c.lr(4).abs() < 1e-6);

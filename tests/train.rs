@@ -39,7 +39,10 @@ fn train(dev: &Device, use_adam: bool) -> (f32, f32) {
     } else {
         Box::new(Sgd::new(model.parameters(), 0.2).momentum(0.9))
     };
-    let first = loss::cross_entropy(&model.forward(&x).unwrap(), &y).unwrap().item().unwrap();
+    let first = loss::cross_entropy(&model.forward(&x).unwrap(), &y)
+        .unwrap()
+        .item()
+        .unwrap();
     let mut last = first;
     for _ in 0..60 {
         let l = loss::cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
@@ -97,7 +100,21 @@ fn default_inits_have_pytorch_bounds() {
     let glorot = (6.0f32 / 150.0).sqrt();
     let kw = k.weight.to_vec().unwrap();
     assert!(kw.iter().all(|v| v.abs() <= glorot) && kw.iter().any(|v| v.abs() > 0.9 * glorot));
-    assert!(k.bias.as_ref().unwrap().to_vec().unwrap().iter().all(|&v| v == 0.0));
-    let names: Vec<String> = Sequential::new().add(l).add(Relu).add(k).parameters().into_iter().map(|(n, _)| n).collect();
+    assert!(k
+        .bias
+        .as_ref()
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
+    let names: Vec<String> = Sequential::new()
+        .add(l)
+        .add(Relu)
+        .add(k)
+        .parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
 }

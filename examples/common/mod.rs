@@ -43,8 +43,13 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
             println!("{usage}");
             std::process::exit(0);
         }
-        let value = it.next().unwrap_or_else(|| fail(format!("{flag} needs a value")));
-        let num = |v: &str| v.parse::<usize>().unwrap_or_else(|e| fail(format!("{flag}: {e}")));
+        let value = it
+            .next()
+            .unwrap_or_else(|| fail(format!("{flag} needs a value")));
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .unwrap_or_else(|e| fail(format!("{flag}: {e}")))
+        };
         match flag.as_str() {
             "--device" => a.device = Some(value),
             "--epochs" => a.epochs = num(&value),
@@ -75,7 +80,9 @@ pub fn accuracy(model: &dyn Module, split: &Split, input: &[usize], dev: &Device
 }
 
 fn shape_of(batch: usize, input: &[usize]) -> Vec<usize> {
-    std::iter::once(batch).chain(input.iter().copied()).collect()
+    std::iter::once(batch)
+        .chain(input.iter().copied())
+        .collect()
 }
 
 /// Trains `model` on MNIST with Adam and cross-entropy, reporting each epoch; images are
@@ -88,7 +95,13 @@ pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device)
         data.train.images.truncate(n * 784);
     }
     println!("device: {}", dev.name());
-    println!("MNIST: {} train, {} test; batch {}, {} epochs", data.train.len(), data.test.len(), args.batch_size, args.epochs);
+    println!(
+        "MNIST: {} train, {} test; batch {}, {} epochs",
+        data.train.len(),
+        data.test.len(),
+        args.batch_size,
+        args.epochs
+    );
     let mut opt = Adam::new(model.parameters(), args.lr);
     let mut acc = 0.0;
     for epoch in 0..args.epochs {
@@ -96,9 +109,11 @@ pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device)
         let batches = wgml::data::shuffled_batches(data.train.len(), args.batch_size, epoch as u64);
         let bar = ProgressBar::new(batches.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed} < {eta}]")
-                .unwrap()
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed} < {eta}]",
+            )
+            .unwrap()
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
         let start = Instant::now();

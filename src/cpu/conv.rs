@@ -28,7 +28,9 @@ pub(crate) fn im2col(x: &[f32], g: &ConvGeom) -> Vec<f32> {
                     for n in 0..g.n {
                         let src = &x[((n * g.c) + gi * cg + c) * g.h * g.w..][..g.h * g.w];
                         for oy in 0..g.oh {
-                            let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else { continue };
+                            let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else {
+                                continue;
+                            };
                             let d = &mut dst[n * plane + oy * g.ow..][..g.ow];
                             for (ox, v) in d.iter_mut().enumerate() {
                                 if let Some(ix) = source(ox, kx, sw, pw, dw, g.w) {
@@ -62,7 +64,9 @@ pub(crate) fn col2im(cols: &[f32], g: &ConvGeom) -> Vec<f32> {
                     for n in 0..g.n {
                         let dst = &mut dx[((n * g.c) + gi * cg + c) * g.h * g.w..][..g.h * g.w];
                         for oy in 0..g.oh {
-                            let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else { continue };
+                            let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else {
+                                continue;
+                            };
                             for ox in 0..g.ow {
                                 if let Some(ix) = source(ox, kx, sw, pw, dw, g.w) {
                                     dst[iy * g.w + ix] += src[n * plane + oy * g.ow + ox];
@@ -100,8 +104,22 @@ pub fn conv2d_direct(
                     for c in 0..cg {
                         for ky in 0..g.kh {
                             for kx in 0..g.kw {
-                                let iy = source(oy, ky, g.cfg.stride[0], g.cfg.padding[0], g.cfg.dilation[0], g.h);
-                                let ix = source(ox, kx, g.cfg.stride[1], g.cfg.padding[1], g.cfg.dilation[1], g.w);
+                                let iy = source(
+                                    oy,
+                                    ky,
+                                    g.cfg.stride[0],
+                                    g.cfg.padding[0],
+                                    g.cfg.dilation[0],
+                                    g.h,
+                                );
+                                let ix = source(
+                                    ox,
+                                    kx,
+                                    g.cfg.stride[1],
+                                    g.cfg.padding[1],
+                                    g.cfg.dilation[1],
+                                    g.w,
+                                );
                                 if let (Some(iy), Some(ix)) = (iy, ix) {
                                     let xv = x[((n * g.c + gi * cg + c) * g.h + iy) * g.w + ix];
                                     let wv = w[((oc * cg + c) * g.kh + ky) * g.kw + kx];

@@ -5,7 +5,13 @@
 use crate::shape::Pool2d;
 
 /// Clipped window `[r0, r1) × [c0, c1)` of output (oy, ox) and PyTorch's divisor.
-fn window(p: &Pool2d, h: usize, w: usize, oy: usize, ox: usize) -> (usize, usize, usize, usize, f32) {
+fn window(
+    p: &Pool2d,
+    h: usize,
+    w: usize,
+    oy: usize,
+    ox: usize,
+) -> (usize, usize, usize, usize, f32) {
     let ys = (oy * p.stride[0]) as isize - p.padding[0] as isize;
     let xs = (ox * p.stride[1]) as isize - p.padding[1] as isize;
     let ye = (ys + p.kernel[0] as isize).min((h + p.padding[0]) as isize);
@@ -21,7 +27,13 @@ fn window(p: &Pool2d, h: usize, w: usize, oy: usize, ox: usize) -> (usize, usize
 }
 
 /// Max pooling: values and the flat in-plane index of each window's first maximum.
-pub(crate) fn max_forward(x: &[f32], planes: usize, hw: [usize; 2], ohw: [usize; 2], p: &Pool2d) -> (Vec<f32>, Vec<u32>) {
+pub(crate) fn max_forward(
+    x: &[f32],
+    planes: usize,
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    p: &Pool2d,
+) -> (Vec<f32>, Vec<u32>) {
     let ([h, w], [oh, ow]) = (hw, ohw);
     let mut out = Vec::with_capacity(planes * oh * ow);
     let mut arg = Vec::with_capacity(planes * oh * ow);
@@ -48,7 +60,13 @@ pub(crate) fn max_forward(x: &[f32], planes: usize, hw: [usize; 2], ohw: [usize;
 }
 
 /// Average pooling (padding counted in the divisor).
-pub(crate) fn avg_forward(x: &[f32], planes: usize, hw: [usize; 2], ohw: [usize; 2], p: &Pool2d) -> Vec<f32> {
+pub(crate) fn avg_forward(
+    x: &[f32],
+    planes: usize,
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    p: &Pool2d,
+) -> Vec<f32> {
     let ([h, w], [oh, ow]) = (hw, ohw);
     let mut out = Vec::with_capacity(planes * oh * ow);
     for plane in x.chunks_exact(h * w).take(planes) {
@@ -71,12 +89,23 @@ pub(crate) fn avg_forward(x: &[f32], planes: usize, hw: [usize; 2], ohw: [usize;
 /// Output indices `[lo, hi)` along one axis whose windows cover input index `y`.
 fn covering(y: usize, k: usize, s: usize, pad: usize, n_out: usize) -> (usize, usize) {
     let top = (y + pad) as isize - k as isize + 1;
-    let lo = if top > 0 { (top as usize).div_ceil(s) } else { 0 };
+    let lo = if top > 0 {
+        (top as usize).div_ceil(s)
+    } else {
+        0
+    };
     (lo, ((y + pad) / s + 1).min(n_out))
 }
 
 /// Gradient of pooling w.r.t. its input: `arg` given for max pooling, `None` for average.
-pub(crate) fn backward(dy: &[f32], arg: Option<&[u32]>, planes: usize, hw: [usize; 2], ohw: [usize; 2], p: &Pool2d) -> Vec<f32> {
+pub(crate) fn backward(
+    dy: &[f32],
+    arg: Option<&[u32]>,
+    planes: usize,
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    p: &Pool2d,
+) -> Vec<f32> {
     let ([h, w], [oh, ow]) = (hw, ohw);
     let mut dx = vec![0.0; planes * h * w];
     for plane in 0..planes {

@@ -54,7 +54,8 @@ pub struct Mnist {
 pub fn load(dir: impl AsRef<Path>) -> Result<Mnist> {
     let dir = dir.as_ref();
     let split = |prefix: &str| -> Result<Split> {
-        let (images, rows, cols) = read_images(&dir.join(format!("{prefix}-images-idx3-ubyte.gz")))?;
+        let (images, rows, cols) =
+            read_images(&dir.join(format!("{prefix}-images-idx3-ubyte.gz")))?;
         let labels = read_labels(&dir.join(format!("{prefix}-labels-idx1-ubyte.gz")))?;
         if labels.len() * rows * cols != images.len() {
             return Err(Error::Format {
@@ -105,10 +106,16 @@ pub fn parse_images(bytes: &[u8], what: &str) -> Result<(Vec<u8>, usize, usize)>
         msg,
     };
     if bytes.len() < 16 {
-        return Err(bad(format!("{} bytes is too short for an IDX3 header", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes is too short for an IDX3 header",
+            bytes.len()
+        )));
     }
     if be_u32(bytes, 0) != 2051 {
-        return Err(bad(format!("magic {} is not 2051 (IDX3 images)", be_u32(bytes, 0))));
+        return Err(bad(format!(
+            "magic {} is not 2051 (IDX3 images)",
+            be_u32(bytes, 0)
+        )));
     }
     let (n, rows, cols) = (
         be_u32(bytes, 4) as usize,
@@ -132,14 +139,23 @@ pub fn parse_labels(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
         msg,
     };
     if bytes.len() < 8 {
-        return Err(bad(format!("{} bytes is too short for an IDX1 header", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes is too short for an IDX1 header",
+            bytes.len()
+        )));
     }
     if be_u32(bytes, 0) != 2049 {
-        return Err(bad(format!("magic {} is not 2049 (IDX1 labels)", be_u32(bytes, 0))));
+        return Err(bad(format!(
+            "magic {} is not 2049 (IDX1 labels)",
+            be_u32(bytes, 0)
+        )));
     }
     let n = be_u32(bytes, 4) as usize;
     if n != bytes.len() - 8 {
-        return Err(bad(format!("header says {n} labels but {} bytes follow", bytes.len() - 8)));
+        return Err(bad(format!(
+            "header says {n} labels but {} bytes follow",
+            bytes.len() - 8
+        )));
     }
     Ok(bytes[8..].to_vec())
 }

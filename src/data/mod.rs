@@ -9,5 +9,8 @@ use crate::rng::Rng;
 pub fn shuffled_batches(n: usize, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..n).collect();
     Rng::new(seed).shuffle(&mut order);
-    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
 }

@@ -54,7 +54,9 @@ pub(crate) struct GpuBuffer {
 
 impl GpuBuffer {
     pub(crate) fn raw(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("wgml bug: buffer used after release")
+        self.buffer
+            .as_ref()
+            .expect("wgml bug: buffer used after release")
     }
     pub(crate) fn ctx(&self) -> &Arc<GpuContext> {
         &self.ctx
@@ -147,11 +149,7 @@ pub(crate) fn upload(
 pub(crate) fn clear(buf: &GpuBuffer, offset_words: usize, words: usize) {
     if words > 0 {
         buf.ctx().with_encoder(|enc| {
-            enc.clear_buffer(
-                buf.raw(),
-                offset_words as u64 * 4,
-                Some(words as u64 * 4),
-            )
+            enc.clear_buffer(buf.raw(), offset_words as u64 * 4, Some(words as u64 * 4))
         });
     }
 }
@@ -190,11 +188,9 @@ pub(crate) fn read_back(buf: &GpuBuffer, offset_words: usize, words: usize) -> R
     let ctx = buf.ctx();
     let staging = staging_copy(buf, offset_words, words);
     let (tx, rx) = std::sync::mpsc::channel();
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
     ctx.device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
@@ -214,11 +210,9 @@ pub(crate) fn read_back_async(
     let ctx = buf.ctx().clone();
     let staging = staging_copy(buf, offset_words, words);
     let (tx, rx) = futures::channel::oneshot::channel();
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
     let device = ctx.device.clone();
     std::thread::spawn(move || {
         let _ = device.poll(wgpu::PollType::wait_indefinitely());
@@ -239,7 +233,18 @@ mod tests {
 
     #[test]
     fn size_classes_cover_request() {
-        for b in [1u64, 16, 255, 257, 65536, 65537, 100_000, 1 << 20, (1 << 20) + 1, 3 << 30] {
+        for b in [
+            1u64,
+            16,
+            255,
+            257,
+            65536,
+            65537,
+            100_000,
+            1 << 20,
+            (1 << 20) + 1,
+            3 << 30,
+        ] {
             let c = size_class(b);
             assert!(c >= b && c <= b + b / 4 + 256, "{b} -> {c}");
         }

@@ -50,7 +50,8 @@ fn registry() -> &'static Registry {
         let backends = desc.backends;
         let instance = wgpu::Instance::new(desc);
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        adapters.retain(|a| a.get_downlevel_capabilities().is_webgpu_compliant() || is_compute_ok(a));
+        adapters
+            .retain(|a| a.get_downlevel_capabilities().is_webgpu_compliant() || is_compute_ok(a));
         adapters.sort_by_key(|a| type_rank(a.get_info().device_type));
         Registry {
             instance,
@@ -211,7 +212,9 @@ impl GpuContext {
         let mut p = self.pending.lock().unwrap();
         let enc = p.encoder.get_or_insert_with(|| {
             self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgml") })
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wgml"),
+                })
         });
         let r = f(enc);
         p.dispatches += 1;
@@ -223,7 +226,9 @@ impl GpuContext {
 
     fn submit_locked(&self, p: &mut Pending) -> Option<wgpu::SubmissionIndex> {
         p.dispatches = 0;
-        p.encoder.take().map(|enc| self.queue.submit([enc.finish()]))
+        p.encoder
+            .take()
+            .map(|enc| self.queue.submit([enc.finish()]))
     }
 
     /// Submits whatever is pending.

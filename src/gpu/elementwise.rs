@@ -50,12 +50,7 @@ struct Params {
 pub(crate) type View<'a> = (&'a GpuBuffer, &'a Layout);
 
 /// Collapses the output and input layouts (all of the output's shape) together and packs them.
-fn pack(
-    op: &'static str,
-    out: &Layout,
-    inputs: &[&Layout],
-    scalars: [f32; 2],
-) -> Result<Params> {
+fn pack(op: &'static str, out: &Layout, inputs: &[&Layout], scalars: [f32; 2]) -> Result<Params> {
     let all: Vec<&[usize]> = std::iter::once(out.strides.as_slice())
         .chain(inputs.iter().map(|l| l.strides.as_slice()))
         .collect();

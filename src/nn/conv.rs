@@ -49,7 +49,16 @@ impl Conv2d {
         rng: &mut Rng,
         device: &Device,
     ) -> Result<Conv2d> {
-        Conv2d::with_init(inputs, outputs, kernel, config, Init::GlorotUniform, Some(Init::Zeros), rng, device)
+        Conv2d::with_init(
+            inputs,
+            outputs,
+            kernel,
+            config,
+            Init::GlorotUniform,
+            Some(Init::Zeros),
+            rng,
+            device,
+        )
     }
 
     /// Explicit initialisers (`bias: None` for no bias).
@@ -68,7 +77,9 @@ impl Conv2d {
         if inputs % g != 0 || outputs % g != 0 {
             return Err(crate::Error::invalid(
                 "Conv2d",
-                format!("{inputs} input and {outputs} output channels must be divisible by groups={g}"),
+                format!(
+                    "{inputs} input and {outputs} output channels must be divisible by groups={g}"
+                ),
             ));
         }
         Ok(Conv2d {

@@ -17,7 +17,10 @@ impl Dropout {
     /// Drops with probability `p` in `[0, 1)`; masks drawn from `seed`.
     pub fn new(p: f32, seed: u64) -> Result<Dropout> {
         if !(0.0..1.0).contains(&p) {
-            return Err(Error::invalid("Dropout", format!("p must be in [0, 1), got {p}")));
+            return Err(Error::invalid(
+                "Dropout",
+                format!("p must be in [0, 1), got {p}"),
+            ));
         }
         Ok(Dropout {
             p,

@@ -41,7 +41,8 @@ impl Init {
         let shape = shape.into();
         let (fan_in, fan_out) = fans(&shape);
         let n = shape.numel();
-        let uniform = |rng: &mut Rng, b: f32| (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * b).collect();
+        let uniform =
+            |rng: &mut Rng, b: f32| (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * b).collect();
         let data: Vec<f32> = match self {
             Init::Zeros => vec![0.0; n],
             Init::Constant(c) => vec![c; n],

@@ -16,7 +16,13 @@ pub struct Linear {
 impl Linear {
     /// PyTorch's default initialisation: weight Kaiming-uniform with `a = √5` (bound
     /// `1/√in`), bias uniform in `±1/√in`.
-    pub fn new(inputs: usize, outputs: usize, bias: bool, rng: &mut Rng, device: &Device) -> Result<Linear> {
+    pub fn new(
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Linear> {
         let bound = 1.0 / (inputs.max(1) as f32).sqrt();
         Linear::with_init(
             inputs,
@@ -30,7 +36,14 @@ impl Linear {
 
     /// Keras's `Dense` defaults: Glorot-uniform weight, zero bias.
     pub fn keras(inputs: usize, outputs: usize, rng: &mut Rng, device: &Device) -> Result<Linear> {
-        Linear::with_init(inputs, outputs, Init::GlorotUniform, Some(Init::Zeros), rng, device)
+        Linear::with_init(
+            inputs,
+            outputs,
+            Init::GlorotUniform,
+            Some(Init::Zeros),
+            rng,
+            device,
+        )
     }
 
     /// Explicit initialisers (`bias: None` for no bias).
@@ -43,7 +56,9 @@ impl Linear {
         device: &Device,
     ) -> Result<Linear> {
         Ok(Linear {
-            weight: weight.tensor([outputs, inputs], rng, device)?.requires_grad(),
+            weight: weight
+                .tensor([outputs, inputs], rng, device)?
+                .requires_grad(),
             bias: match bias {
                 Some(b) => Some(b.tensor([outputs], rng, device)?.requires_grad()),
                 None => None,

@@ -28,7 +28,11 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
 pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
     let dev = labels.device();
     if dev.is_cpu() {
-        if let Some(&bad) = labels.to_vec_u32()?.iter().find(|&&l| l as usize >= classes) {
+        if let Some(&bad) = labels
+            .to_vec_u32()?
+            .iter()
+            .find(|&&l| l as usize >= classes)
+        {
             return Err(Error::IndexOutOfRange {
                 op: "one_hot",
                 index: bad as usize,

@@ -12,7 +12,12 @@ use crate::{DType, Error, Result, Tensor};
 impl Tensor {
     /// 2-D convolution (cross-correlation, as PyTorch's `conv2d`) of NCHW input with OIHW
     /// `weight` `[O, C/groups, KH, KW]` and an optional `bias` `[O]`; output `[N, O, OH, OW]`.
-    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        cfg: Conv2dConfig,
+    ) -> Result<Tensor> {
         const OP: &str = "conv2d";
         self.check_same_device(weight, OP)?;
         self.check_dtype(DType::F32, OP)?;
@@ -32,7 +37,11 @@ impl Tensor {
         match bias {
             Some(b) => {
                 if b.dims() != [o] {
-                    return Err(Error::ShapeMismatch { op: OP, lhs: weight.dims().to_vec(), rhs: b.dims().to_vec() });
+                    return Err(Error::ShapeMismatch {
+                        op: OP,
+                        lhs: weight.dims().to_vec(),
+                        rhs: b.dims().to_vec(),
+                    });
                 }
                 y.add(&b.reshape([o, 1, 1])?)
             }
@@ -61,7 +70,13 @@ impl Tensor {
                 Storage::Gpu(out)
             }
         };
-        Ok(Tensor::from_storage(storage, shape, DType::F32, self.device(), Some(Op::Im2col(self.clone(), g))))
+        Ok(Tensor::from_storage(
+            storage,
+            shape,
+            DType::F32,
+            self.device(),
+            Some(Op::Im2col(self.clone(), g)),
+        ))
     }
 }
 
@@ -78,5 +93,11 @@ pub(crate) fn col2im(dcols: &Tensor, g: &ConvGeom) -> Result<Tensor> {
             Storage::Gpu(out)
         }
     };
-    Ok(Tensor::from_storage(storage, shape, DType::F32, d.device(), None))
+    Ok(Tensor::from_storage(
+        storage,
+        shape,
+        DType::F32,
+        d.device(),
+        None,
+    ))
 }

@@ -38,7 +38,9 @@ impl Tensor {
         };
         let layout = self.layout();
         let storage = match self.storage() {
-            Storage::Cpu(x) => Storage::cpu(cpu::elementwise::unary(op, &x.read().unwrap(), layout)),
+            Storage::Cpu(x) => {
+                Storage::cpu(cpu::elementwise::unary(op, &x.read().unwrap(), layout))
+            }
             Storage::Gpu(x) => {
                 let out = alloc_like(self.device(), self.shape(), name)?;
                 let out_layout = Layout::contiguous(self.shape().clone());
@@ -197,14 +199,16 @@ impl Tensor {
         let storage = match (self.storage(), rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => {
                 let (a, b) = (a.read().unwrap(), b.read().unwrap());
-                Storage::cpu(if matches!(op, BinaryOp::Cmp(_)) && self.dtype() == DType::U32 {
-                    // Compare index values, not their bit patterns as floats.
-                    let fa: Vec<f32> = a.iter().map(|w| w.to_bits() as f32).collect();
-                    let fb: Vec<f32> = b.iter().map(|w| w.to_bits() as f32).collect();
-                    cpu::elementwise::binary(op, &fa, &la, &fb, &lb)
-                } else {
-                    cpu::elementwise::binary(op, &a, &la, &b, &lb)
-                })
+                Storage::cpu(
+                    if matches!(op, BinaryOp::Cmp(_)) && self.dtype() == DType::U32 {
+                        // Compare index values, not their bit patterns as floats.
+                        let fa: Vec<f32> = a.iter().map(|w| w.to_bits() as f32).collect();
+                        let fb: Vec<f32> = b.iter().map(|w| w.to_bits() as f32).collect();
+                        cpu::elementwise::binary(op, &fa, &la, &fb, &lb)
+                    } else {
+                        cpu::elementwise::binary(op, &a, &la, &b, &lb)
+                    },
+                )
             }
             (Storage::Gpu(a), Storage::Gpu(b)) => {
                 if self.dtype() == DType::U32 {

@@ -10,7 +10,7 @@ mod reduce;
 mod softmax;
 mod view;
 
-pub(crate) use elementwise::alloc_like;
 pub(crate) use conv::col2im;
-pub(crate) use pool::pool2d_backward;
+pub(crate) use elementwise::alloc_like;
 pub(crate) use index::{gather_backward, index_select_backward};
+pub(crate) use pool::pool2d_backward;

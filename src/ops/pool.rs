@@ -32,12 +32,26 @@ impl Tensor {
             Storage::Gpu(v) => {
                 let out = alloc_like(self.device(), &shape, OP)?;
                 let arg = alloc_like(self.device(), &shape, OP)?;
-                gpu::run("max_forward", shape.numel(), planes, hw, ohw, &p, &[&out, v, &arg])?;
+                gpu::run(
+                    "max_forward",
+                    shape.numel(),
+                    planes,
+                    hw,
+                    ohw,
+                    &p,
+                    &[&out, v, &arg],
+                )?;
                 (Storage::Gpu(out), Storage::Gpu(arg))
             }
         };
         let arg = Tensor::from_storage(arg, shape.clone(), DType::U32, self.device(), None);
-        Ok(Tensor::from_storage(out, shape, DType::F32, self.device(), Some(Op::MaxPool2d(self.clone(), arg, p))))
+        Ok(Tensor::from_storage(
+            out,
+            shape,
+            DType::F32,
+            self.device(),
+            Some(Op::MaxPool2d(self.clone(), arg, p)),
+        ))
     }
 
     /// Average pooling of an NCHW tensor (padding counted in the divisor, as PyTorch's default).
@@ -48,31 +62,61 @@ impl Tensor {
         let d = x.dims();
         let shape = Shape::new(vec![d[0], d[1], ohw[0], ohw[1]]);
         let out = match x.storage() {
-            Storage::Cpu(v) => Storage::cpu(cpu::avg_forward(&v.read().unwrap(), planes, hw, ohw, &p)),
+            Storage::Cpu(v) => {
+                Storage::cpu(cpu::avg_forward(&v.read().unwrap(), planes, hw, ohw, &p))
+            }
             Storage::Gpu(v) => {
                 let out = alloc_like(self.device(), &shape, OP)?;
-                gpu::run("avg_forward", shape.numel(), planes, hw, ohw, &p, &[&out, v])?;
+                gpu::run(
+                    "avg_forward",
+                    shape.numel(),
+                    planes,
+                    hw,
+                    ohw,
+                    &p,
+                    &[&out, v],
+                )?;
                 Storage::Gpu(out)
             }
         };
-        Ok(Tensor::from_storage(out, shape, DType::F32, self.device(), Some(Op::AvgPool2d(self.clone(), p))))
+        Ok(Tensor::from_storage(
+            out,
+            shape,
+            DType::F32,
+            self.device(),
+            Some(Op::AvgPool2d(self.clone(), p)),
+        ))
     }
 }
 
 /// Gradient of a pooling op w.r.t. its input `x` (shape of `x`), given `dy` and, for max
 /// pooling, the arg-max indices saved by the forward pass.
-pub(crate) fn pool2d_backward(x: &Tensor, dy: &Tensor, arg: Option<&Tensor>, p: &Pool2d) -> Result<Tensor> {
+pub(crate) fn pool2d_backward(
+    x: &Tensor,
+    dy: &Tensor,
+    arg: Option<&Tensor>,
+    p: &Pool2d,
+) -> Result<Tensor> {
     const OP: &str = "pool2d backward";
     let (planes, hw, ohw) = geometry(x, p, OP)?;
     let dy = dy.dense()?;
     if dy.dims() != [x.dims()[0], x.dims()[1], ohw[0], ohw[1]] {
-        return Err(Error::ShapeMismatch { op: OP, lhs: x.dims().to_vec(), rhs: dy.dims().to_vec() });
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            lhs: x.dims().to_vec(),
+            rhs: dy.dims().to_vec(),
+        });
     }
     let storage = match (dy.storage(), arg.map(|a| a.storage())) {
         (Storage::Cpu(g), a) => {
             let g = g.read().unwrap();
             let a = a.map(|a| match a {
-                Storage::Cpu(a) => a.read().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
+                Storage::Cpu(a) => a
+                    .read()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<u32>>(),
                 Storage::Gpu(_) => unreachable!("same device"),
             });
             Storage::cpu(cpu::backward(&g, a.as_deref(), planes, hw, ohw, p))
@@ -80,12 +124,20 @@ pub(crate) fn pool2d_backward(x: &Tensor, dy: &Tensor, arg: Option<&Tensor>, p: 
         (Storage::Gpu(g), a) => {
             let out = alloc_like(x.device(), x.shape(), OP)?;
             match a {
-                Some(Storage::Gpu(a)) => gpu::run("max_backward", x.numel(), planes, hw, ohw, p, &[&out, g, a])?,
+                Some(Storage::Gpu(a)) => {
+                    gpu::run("max_backward", x.numel(), planes, hw, ohw, p, &[&out, g, a])?
+                }
                 None => gpu::run("avg_backward", x.numel(), planes, hw, ohw, p, &[&out, g])?,
                 Some(Storage::Cpu(_)) => unreachable!("same device"),
             }
             Storage::Gpu(out)
         }
     };
-    Ok(Tensor::from_storage(storage, x.shape().clone(), DType::F32, x.device(), None))
+    Ok(Tensor::from_storage(
+        storage,
+        x.shape().clone(),
+        DType::F32,
+        x.device(),
+        None,
+    ))
 }

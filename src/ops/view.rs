@@ -31,18 +31,33 @@ impl Tensor {
 
     /// Reshape where one dimension may be `-1` (inferred from the others).
     pub fn reshape_infer(&self, dims: &[isize]) -> Result<Tensor> {
-        let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+        let known: usize = dims
+            .iter()
+            .filter(|&&d| d >= 0)
+            .map(|&d| d as usize)
+            .product();
         let unknown = dims.iter().filter(|&&d| d < 0).count();
-        let bad = || Error::invalid(
-            "reshape",
-            format!("cannot reshape a tensor of shape {:?} to {dims:?}", self.dims()),
-        );
+        let bad = || {
+            Error::invalid(
+                "reshape",
+                format!(
+                    "cannot reshape a tensor of shape {:?} to {dims:?}",
+                    self.dims()
+                ),
+            )
+        };
         if unknown > 1 || (unknown == 1 && (known == 0 || self.numel() % known != 0)) {
             return Err(bad());
         }
         let shape: Vec<usize> = dims
             .iter()
-            .map(|&d| if d < 0 { self.numel() / known.max(1) } else { d as usize })
+            .map(|&d| {
+                if d < 0 {
+                    self.numel() / known.max(1)
+                } else {
+                    d as usize
+                }
+            })
             .collect();
         self.reshape(shape)
     }
@@ -80,7 +95,10 @@ impl Tensor {
         if !ok {
             return Err(Error::invalid(
                 "permute",
-                format!("{perm:?} is not a permutation of the dims of shape {:?}", self.dims()),
+                format!(
+                    "{perm:?} is not a permutation of the dims of shape {:?}",
+                    self.dims()
+                ),
             ));
         }
         Ok(self.view(
@@ -142,7 +160,11 @@ impl Tensor {
         if self.dims()[d] != 1 {
             return Err(Error::invalid(
                 "squeeze",
-                format!("dim {d} has size {} (shape {:?}), not 1", self.dims()[d], self.dims()),
+                format!(
+                    "dim {d} has size {} (shape {:?}), not 1",
+                    self.dims()[d],
+                    self.dims()
+                ),
             ));
         }
         let mut dims = self.dims().to_vec();

@@ -64,18 +64,19 @@ pub fn assert_close(got: &[f32], want: &[f32], atol: f32, rtol: f32, what: &str)
 }
 
 /// Runs `f` on the CPU and on the GPU (if any) and compares the results.
-pub fn gpu_matches_cpu(
-    what: &str,
-    atol: f32,
-    rtol: f32,
-    f: impl Fn(&Device) -> Result<Tensor>,
-) {
+pub fn gpu_matches_cpu(what: &str, atol: f32, rtol: f32, f: impl Fn(&Device) -> Result<Tensor>) {
     let Some(gpu) = gpu() else { return };
     let want = f(&Device::cpu()).unwrap_or_else(|e| panic!("{what} on cpu: {e}"));
     let got = f(&gpu).unwrap_or_else(|e| panic!("{what} on gpu: {e}"));
     assert_eq!(got.dims(), want.dims(), "{what}: shapes differ");
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtypes differ");
-    assert_close(&got.to_vec().unwrap(), &want.to_vec().unwrap(), atol, rtol, what);
+    assert_close(
+        &got.to_vec().unwrap(),
+        &want.to_vec().unwrap(),
+        atol,
+        rtol,
+        what,
+    );
 }
 
 /// Deterministic test data in `[-2, 2)`.
