@@ -451,7 +451,7 @@ impl ConvGeom {
         if g == 0 || cfg.stride.contains(&0) || cfg.dilation.contains(&0) {
             return Err(bad("groups, stride and dilation must be positive".into()));
         }
-        if input[1] % g != 0 || weight[0] % g != 0 {
+        if !input[1].is_multiple_of(g) || !weight[0].is_multiple_of(g) {
             return Err(bad(format!(
                 "{} input channels and {} output channels must both be divisible by groups={g}",
                 input[1], weight[0]

@@ -204,7 +204,9 @@ impl GpuContext {
 
     /// Largest tensor a single storage binding can hold, in bytes.
     pub(crate) fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Runs `f` with the pending encoder (created on demand); submits when the batch is full.

@@ -74,7 +74,7 @@ impl Conv2d {
         device: &Device,
     ) -> Result<Conv2d> {
         let g = config.groups.max(1);
-        if inputs % g != 0 || outputs % g != 0 {
+        if !inputs.is_multiple_of(g) || !outputs.is_multiple_of(g) {
             return Err(crate::Error::invalid(
                 "Conv2d",
                 format!(

@@ -58,14 +58,12 @@ impl Tensor {
 
     /// Gradient of [`Tensor::softmax`] given its output `y`: `y · (dy - Σ_last dy·y)`.
     /// Records no op.
-
     pub(crate) fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         Tensor::softmax_grad(false, y, dy)
     }
 
     /// Gradient of [`Tensor::log_softmax`] given its output `y`: `dy - exp(y) · Σ_last dy`.
     /// Records no op.
-
     pub(crate) fn log_softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         Tensor::softmax_grad(true, y, dy)
     }

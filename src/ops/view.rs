@@ -46,7 +46,7 @@ impl Tensor {
                 ),
             )
         };
-        if unknown > 1 || (unknown == 1 && (known == 0 || self.numel() % known != 0)) {
+        if unknown > 1 || (unknown == 1 && (known == 0 || !self.numel().is_multiple_of(known))) {
             return Err(bad());
         }
         let shape: Vec<usize> = dims
