@@ -192,40 +192,27 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             };
             one(x, g)
         }
-        Op::Binary(a, b, op) => {
-            let (ga, gb) = match op {
-                BinaryOp::Add => (dy.clone(), dy.clone()),
-                BinaryOp::Sub => (dy.clone(), dy.neg()?),
-                BinaryOp::Mul => (dy.mul(b)?, dy.mul(a)?),
-                BinaryOp::Div => {
-                    let ga = dy.div(b)?;
-                    (ga.clone(), ga.mul(y)?.neg()?)
-                }
-                BinaryOp::Maximum | BinaryOp::Minimum => {
-                    // Ties send the gradient to `a`.
-                    let pick_a = if *op == BinaryOp::Maximum {
-                        a.ge(b)?
-                    } else {
-                        a.le(b)?
-                    };
-                    let ga = dy.mul(&pick_a)?;
-                    (ga.clone(), dy.sub(&ga)?)
-                }
-                BinaryOp::Cmp(_) => return Ok(vec![]),
-            };
-            Ok(vec![
-                (a.clone(), ga.sum_to_shape(a.shape())?),
-                (b.clone(), gb.sum_to_shape(b.shape())?),
-            ])
-        }
+        Op::Binary(a, b, op) => match op {
+            BinaryOp::Add => pair(a, || Ok(dy.clone()), b, || Ok(dy.clone())),
+            BinaryOp::Sub => pair(a, || Ok(dy.clone()), b, || dy.neg()),
+            BinaryOp::Mul => pair(a, || dy.mul(b), b, || dy.mul(a)),
+            BinaryOp::Div => pair(a, || dy.div(b), b, || dy.div(b)?.mul(y)?.neg()),
+            BinaryOp::Maximum | BinaryOp::Minimum => {
+                // Ties send the gradient to `a`.
+                let pick_a = if *op == BinaryOp::Maximum {
+                    a.ge(b)?
+                } else {
+                    a.le(b)?
+                };
+                let ga = dy.mul(&pick_a)?;
+                pair(a, || Ok(ga.clone()), b, || dy.sub(&ga))
+            }
+            BinaryOp::Cmp(_) => Ok(vec![]),
+        },
         Op::Where(c, a, b) => {
             let zero = Tensor::zeros((), dy.device())?;
             let ga = Tensor::where_cond(c, dy, &zero)?;
-            let gb = dy.sub(&ga)?;
-            Ok(vec![
-                (a.clone(), ga.sum_to_shape(a.shape())?),
-                (b.clone(), gb.sum_to_shape(b.shape())?),
-            ])
+            pair(a, || Ok(ga.clone()), b, || dy.sub(&ga))
         }
         Op::Reduce(x, r, dims, keepdim) => {
             // dy and y with the reduced dims kept as size 1, so they broadcast against x.
@@ -279,16 +266,21 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             dy_dims.push(a2.dims()[a2.rank() - 2]);
             dy_dims.push(b2.dims()[b2.rank() - 1]);
             let dy2 = dy.reshape(dy_dims)?;
-            let ga = dy2
-                .matmul(&b2.t()?)?
-                .sum_to_shape(a2.shape())?
-                .reshape(a.shape().clone())?;
-            let gb = a2
-                .t()?
-                .matmul(&dy2)?
-                .sum_to_shape(b2.shape())?
-                .reshape(b.shape().clone())?;
-            Ok(vec![(a.clone(), ga), (b.clone(), gb)])
+            pair_exact(
+                a,
+                || {
+                    dy2.matmul(&b2.t()?)?
+                        .sum_to_shape(a2.shape())?
+                        .reshape(a.shape().clone())
+                },
+                b,
+                || {
+                    a2.t()?
+                        .matmul(&dy2)?
+                        .sum_to_shape(b2.shape())?
+                        .reshape(b.shape().clone())
+                },
+            )
         }
         Op::IndexSelect(src, idx, dim) => one(
             src,
@@ -341,6 +333,39 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::AvgPool2d(x, p) => one(x, crate::ops::pool2d_backward(x, dy, None, p)?),
         Op::Im2col(x, g) => one(x, crate::ops::col2im(dy, g)?),
     }
+}
+
+/// The gradients of a two-input op, computed only for the inputs that need one and summed
+/// back to each input's shape (undoing broadcasting).
+fn pair(
+    a: &Tensor,
+    ga: impl FnOnce() -> Result<Tensor>,
+    b: &Tensor,
+    gb: impl FnOnce() -> Result<Tensor>,
+) -> Result<Vec<(Tensor, Tensor)>> {
+    pair_exact(
+        a,
+        || ga()?.sum_to_shape(a.shape()),
+        b,
+        || gb()?.sum_to_shape(b.shape()),
+    )
+}
+
+/// Like [`pair`], for gradients that already have their input's shape.
+fn pair_exact(
+    a: &Tensor,
+    ga: impl FnOnce() -> Result<Tensor>,
+    b: &Tensor,
+    gb: impl FnOnce() -> Result<Tensor>,
+) -> Result<Vec<(Tensor, Tensor)>> {
+    let mut out = Vec::with_capacity(2);
+    if a.requires_grad_flag() {
+        out.push((a.clone(), ga()?));
+    }
+    if b.requires_grad_flag() {
+        out.push((b.clone(), gb()?));
+    }
+    Ok(out)
 }
 
 fn to_isize(dims: &[usize]) -> Vec<isize> {

@@ -21,6 +21,7 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
+    #[inline(always)]
     pub(crate) fn apply(self, a: f32, b: f32) -> bool {
         match self {
             CmpOp::Eq => a == b,
@@ -90,7 +91,9 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
-    /// The CPU definition: the reference for the WGSL kernel.
+    /// The CPU definition: the reference for the WGSL kernel. Always inlined, so a loop over
+    /// one known op compiles to that op alone.
+    #[inline(always)]
     pub(crate) fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Copy => x,
@@ -177,7 +180,8 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    /// The CPU definition: the reference for the WGSL kernel.
+    /// The CPU definition: the reference for the WGSL kernel (always inlined).
+    #[inline(always)]
     pub(crate) fn apply(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryOp::Add => a + b,

@@ -93,7 +93,7 @@ fn update(
                 })
                 .collect();
             let mut locks: Vec<_> = guards.iter_mut().map(|v| v.write().unwrap()).collect();
-            let mut refs: Vec<&mut Vec<f32>> = locks.iter_mut().map(|l| &mut **l).collect();
+            let mut refs: Vec<&mut Vec<f32>> = locks.iter_mut().map(|l| &mut ***l).collect();
             let n = p.n as usize;
             cpu(
                 &mut x.write().unwrap()[..n],
@@ -340,20 +340,27 @@ impl Optimizer for Adam {
                     continue;
                 };
                 update(slot, g, 2, "adam_step", p, |x, g, st| {
+                    use rayon::prelude::*;
                     let (m, v) = st.split_at_mut(1);
-                    let (m, v) = (&mut m[0], &mut v[0]);
-                    for i in 0..x.len() {
-                        let mut xi = x[i];
-                        let mut gi = g[i];
-                        if decoupled {
-                            xi *= 1.0 - lr * wd;
-                        } else {
-                            gi += wd * xi;
-                        }
-                        m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                        x[i] = xi - lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
-                    }
+                    let (m, v) = (&mut m[0][..x.len()], &mut v[0][..x.len()]);
+                    const CH: usize = 1 << 14;
+                    x.par_chunks_mut(CH)
+                        .zip(g.par_chunks(CH))
+                        .zip(m.par_chunks_mut(CH).zip(v.par_chunks_mut(CH)))
+                        .for_each(|((x, g), (m, v))| {
+                            for i in 0..x.len() {
+                                let mut xi = x[i];
+                                let mut gi = g[i];
+                                if decoupled {
+                                    xi *= 1.0 - lr * wd;
+                                } else {
+                                    gi += wd * xi;
+                                }
+                                m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                                x[i] = xi - lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+                            }
+                        });
                 })?;
             }
             Ok(())

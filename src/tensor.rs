@@ -23,13 +23,13 @@ impl TensorId {
 /// update parameters in place; GPU storage returns to the pool when the last user drops.
 #[derive(Clone)]
 pub(crate) enum Storage {
-    Cpu(Arc<RwLock<Vec<f32>>>),
+    Cpu(Arc<RwLock<crate::cpu::alloc::CpuBuf>>),
     Gpu(Arc<GpuBuffer>),
 }
 
 impl Storage {
     pub(crate) fn cpu(data: Vec<f32>) -> Storage {
-        Storage::Cpu(Arc::new(RwLock::new(data)))
+        Storage::Cpu(Arc::new(RwLock::new(crate::cpu::alloc::CpuBuf::new(data))))
     }
 }
 

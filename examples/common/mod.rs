@@ -71,7 +71,11 @@ pub fn accuracy(model: &dyn Module, split: &Split, input: &[usize], dev: &Device
         let mut correct = Tensor::zeros((), dev)?;
         for chunk in idx.chunks(500) {
             let (x, y) = split.batch(chunk, dev)?;
-            let hit = model.forward(&prepare(&x, input)?)?.argmax(-1, false)?.eq(&y)?.sum_all()?;
+            let hit = model
+                .forward(&prepare(&x, input)?)?
+                .argmax(-1, false)?
+                .eq(&y)?
+                .sum_all()?;
             correct = correct.add(&hit)?;
         }
         Ok(correct.item()? / split.len() as f32)

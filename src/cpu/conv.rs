@@ -4,6 +4,7 @@
 // G groups, R = C/G·KH·KW rows and L = N·OH·OW columns of the column matrix [G, R, L].
 
 use crate::shape::ConvGeom;
+use rayon::prelude::*;
 
 /// Input coordinate of output `o` and kernel tap `k` along one axis, if inside the input.
 #[inline]
@@ -11,73 +12,84 @@ fn source(o: usize, k: usize, s: usize, p: usize, d: usize, n: usize) -> Option<
     (o * s + k * d).checked_sub(p).filter(|&i| i < n)
 }
 
-/// `[N, C, H, W] -> [G, R, L]`, zero where a tap falls in the padding.
+/// `[N, C, H, W] -> [G, R, L]`, zero where a tap falls in the padding (rows in parallel).
 pub(crate) fn im2col(x: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let (groups, cg) = (g.cfg.groups, g.c / g.cfg.groups);
     let (l, plane) = (g.cols(), g.oh * g.ow);
-    let mut out = vec![0.0; groups * g.rows() * l];
+    let mut out = super::alloc::zeroed(g.cfg.groups * g.rows() * l);
     let [sh, sw] = g.cfg.stride;
     let [ph, pw] = g.cfg.padding;
     let [dh, dw] = g.cfg.dilation;
-    for gi in 0..groups {
-        for c in 0..cg {
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let row = ((gi * cg + c) * g.kh + ky) * g.kw + kx;
-                    let dst = &mut out[row * l..(row + 1) * l];
-                    for n in 0..g.n {
-                        let src = &x[((n * g.c) + gi * cg + c) * g.h * g.w..][..g.h * g.w];
-                        for oy in 0..g.oh {
-                            let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else {
-                                continue;
-                            };
-                            let d = &mut dst[n * plane + oy * g.ow..][..g.ow];
-                            for (ox, v) in d.iter_mut().enumerate() {
-                                if let Some(ix) = source(ox, kx, sw, pw, dw, g.w) {
-                                    *v = src[iy * g.w + ix];
-                                }
-                            }
+    out.par_chunks_mut(l).enumerate().for_each(|(row, dst)| {
+        // Row (gi·cg + c, ky, kx): the input channel is gi·cg + c.
+        let (ch, ky, kx) = (row / (g.kh * g.kw), row / g.kw % g.kh, row % g.kw);
+        for n in 0..g.n {
+            let src = &x[(n * g.c + ch) * g.h * g.w..][..g.h * g.w];
+            for oy in 0..g.oh {
+                let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else {
+                    continue;
+                };
+                let d = &mut dst[n * plane + oy * g.ow..][..g.ow];
+                let srow = &src[iy * g.w..][..g.w];
+                if sw == 1 && dw == 1 {
+                    // Contiguous run: the taps that land inside the row, copied at once.
+                    let lo = pw.saturating_sub(kx).min(g.ow);
+                    let hi = (g.w + pw).saturating_sub(kx).min(g.ow).max(lo);
+                    d[lo..hi].copy_from_slice(&srow[lo + kx - pw..hi + kx - pw]);
+                } else {
+                    for (ox, v) in d.iter_mut().enumerate() {
+                        if let Some(ix) = source(ox, kx, sw, pw, dw, g.w) {
+                            *v = srow[ix];
                         }
                     }
                 }
             }
         }
-    }
+    });
     out
 }
 
-/// The adjoint of [`im2col`]: `[G, R, L] -> [N, C, H, W]`, each input element summing the
-/// column entries that read it, in (ky, kx) order — deterministic.
+/// The adjoint of [`im2col`]: `[G, R, L] -> [N, C, H, W]`. Each input plane is one task
+/// and sums the column entries that read it in (ky, kx, oy, ox) order — deterministic.
 pub(crate) fn col2im(cols: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let (groups, cg) = (g.cfg.groups, g.c / g.cfg.groups);
     let (l, plane) = (g.cols(), g.oh * g.ow);
-    let mut dx = vec![0.0; g.n * g.c * g.h * g.w];
+    let mut dx = super::alloc::zeroed(g.n * g.c * g.h * g.w);
     let [sh, sw] = g.cfg.stride;
     let [ph, pw] = g.cfg.padding;
     let [dh, dw] = g.cfg.dilation;
-    for gi in 0..groups {
-        for c in 0..cg {
+    dx.par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let (n, ch) = (i / g.c, i % g.c);
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    let row = ((gi * cg + c) * g.kh + ky) * g.kw + kx;
-                    let src = &cols[row * l..(row + 1) * l];
-                    for n in 0..g.n {
-                        let dst = &mut dx[((n * g.c) + gi * cg + c) * g.h * g.w..][..g.h * g.w];
-                        for oy in 0..g.oh {
-                            let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else {
-                                continue;
-                            };
-                            for ox in 0..g.ow {
+                    let row = (ch * g.kh + ky) * g.kw + kx;
+                    let src = &cols[row * l + n * plane..][..plane];
+                    for oy in 0..g.oh {
+                        let Some(iy) = source(oy, ky, sh, ph, dh, g.h) else {
+                            continue;
+                        };
+                        let (drow, srow) = (&mut dst[iy * g.w..][..g.w], &src[oy * g.ow..][..g.ow]);
+                        if sw == 1 && dw == 1 {
+                            // The outputs whose tap lands inside the row form one run.
+                            let lo = pw.saturating_sub(kx).min(g.ow);
+                            let hi = (g.w + pw).saturating_sub(kx).min(g.ow).max(lo);
+                            for (d, s) in drow[lo + kx - pw..hi + kx - pw]
+                                .iter_mut()
+                                .zip(&srow[lo..hi])
+                            {
+                                *d += s;
+                            }
+                        } else {
+                            for (ox, s) in srow.iter().enumerate() {
                                 if let Some(ix) = source(ox, kx, sw, pw, dw, g.w) {
-                                    dst[iy * g.w + ix] += src[n * plane + oy * g.ow + ox];
+                                    drow[ix] += s;
                                 }
                             }
                         }
                     }
                 }
             }
-        }
-    }
+        });
     dx
 }
 

@@ -47,10 +47,11 @@ pub(crate) fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, s: Mkn) -> 
     let Mkn { m, k, n } = s;
     let nb = la.shape.rank() - 2;
     let batch: usize = la.shape.dims()[..nb].iter().product();
-    let mut out = vec![0.0f32; batch * m * n];
-    if out.is_empty() || k == 0 {
-        return out;
+    if batch * m * n == 0 || k == 0 {
+        return vec![0.0f32; batch * m * n];
     }
+    // sgemm with β = 0 never reads C, so a recycled buffer needs no clearing.
+    let mut out = super::alloc::take(batch * m * n);
     // sgemm reads through raw pointers: every index it can touch must lie in the slices.
     assert!(
         last_index(la) < a.len() && last_index(lb) < b.len(),

@@ -1,5 +1,6 @@
 //! The CPU backend: plain loops that are the specification every WGSL kernel is tested against.
 
+pub(crate) mod alloc;
 pub mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod index;

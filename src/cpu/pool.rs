@@ -1,10 +1,11 @@
-//! Pooling reference kernels over contiguous NCHW planes; backward as a gather over the
-//! windows covering each input element (the same order the WGSL kernels sum in).
+//! Pooling reference kernels over contiguous NCHW planes (parallel over planes).
 // P planes (N·C), H, W input, OH, OW output.
 
 use crate::shape::Pool2d;
+use rayon::prelude::*;
 
-/// Clipped window `[r0, r1) × [c0, c1)` of output (oy, ox) and PyTorch's divisor.
+/// Clipped window `[r0, r1) × [c0, c1)` of output (oy, ox) and PyTorch's divisor (the
+/// window clipped to the padded input).
 fn window(
     p: &Pool2d,
     h: usize,
@@ -33,29 +34,55 @@ pub(crate) fn max_forward(
     hw: [usize; 2],
     ohw: [usize; 2],
     p: &Pool2d,
-) -> (Vec<f32>, Vec<u32>) {
+) -> (Vec<f32>, Vec<f32>) {
     let ([h, w], [oh, ow]) = (hw, ohw);
-    let mut out = Vec::with_capacity(planes * oh * ow);
-    let mut arg = Vec::with_capacity(planes * oh * ow);
-    for plane in x.chunks_exact(h * w).take(planes) {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let (r0, r1, c0, c1, _) = window(p, h, w, oy, ox);
-                let (mut best, mut at) = (f32::NEG_INFINITY, r0 * w + c0);
-                for y in r0..r1 {
-                    for xx in c0..c1 {
-                        let v = plane[y * w + xx];
-                        if v > best {
-                            best = v;
-                            at = y * w + xx;
+    let mut out = super::alloc::take(planes * oh * ow);
+    // Indices as `U32` words in f32 storage (see DType::U32).
+    let mut arg = super::alloc::take(planes * oh * ow);
+    out.par_chunks_mut(oh * ow)
+        .zip(arg.par_chunks_mut(oh * ow))
+        .zip(x.par_chunks(h * w))
+        .for_each(|((out, arg), plane)| {
+            if p.padding == [0, 0] && !p.ceil_mode {
+                // Every window lies inside the plane: no clipping.
+                let [kh, kw] = p.kernel;
+                let [sh, sw] = p.stride;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let start = oy * sh * w + ox * sw;
+                        let (mut best, mut at) = (f32::NEG_INFINITY, start);
+                        for y in 0..kh {
+                            let row = start + y * w;
+                            for (xx, &v) in plane[row..row + kw].iter().enumerate() {
+                                if v > best {
+                                    best = v;
+                                    at = row + xx;
+                                }
+                            }
                         }
+                        out[oy * ow + ox] = best;
+                        arg[oy * ow + ox] = f32::from_bits(at as u32);
                     }
                 }
-                out.push(best);
-                arg.push(at as u32);
+                return;
             }
-        }
-    }
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (r0, r1, c0, c1, _) = window(p, h, w, oy, ox);
+                    let (mut best, mut at) = (f32::NEG_INFINITY, r0 * w + c0);
+                    for y in r0..r1 {
+                        for (xx, &v) in plane[y * w + c0..y * w + c1].iter().enumerate() {
+                            if v > best {
+                                best = v;
+                                at = y * w + c0 + xx;
+                            }
+                        }
+                    }
+                    out[oy * ow + ox] = best;
+                    arg[oy * ow + ox] = f32::from_bits(at as u32);
+                }
+            }
+        });
     (out, arg)
 }
 
@@ -68,66 +95,59 @@ pub(crate) fn avg_forward(
     p: &Pool2d,
 ) -> Vec<f32> {
     let ([h, w], [oh, ow]) = (hw, ohw);
-    let mut out = Vec::with_capacity(planes * oh * ow);
-    for plane in x.chunks_exact(h * w).take(planes) {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let (r0, r1, c0, c1, div) = window(p, h, w, oy, ox);
-                let mut s = 0.0;
-                for y in r0..r1 {
-                    for xx in c0..c1 {
-                        s += plane[y * w + xx];
-                    }
+    let mut out = super::alloc::take(planes * oh * ow);
+    out.par_chunks_mut(oh * ow)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(out, plane)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (r0, r1, c0, c1, div) = window(p, h, w, oy, ox);
+                    let s: f32 = (r0..r1)
+                        .map(|y| plane[y * w + c0..y * w + c1].iter().sum::<f32>())
+                        .sum();
+                    out[oy * ow + ox] = s / div;
                 }
-                out.push(s / div);
             }
-        }
-    }
+        });
     out
 }
 
-/// Output indices `[lo, hi)` along one axis whose windows cover input index `y`.
-fn covering(y: usize, k: usize, s: usize, pad: usize, n_out: usize) -> (usize, usize) {
-    let top = (y + pad) as isize - k as isize + 1;
-    let lo = if top > 0 {
-        (top as usize).div_ceil(s)
-    } else {
-        0
-    };
-    (lo, ((y + pad) / s + 1).min(n_out))
-}
-
 /// Gradient of pooling w.r.t. its input: `arg` given for max pooling, `None` for average.
+/// Each plane scatters its output gradients in output order, one plane per task:
+/// deterministic, and no two tasks write the same element.
 pub(crate) fn backward(
     dy: &[f32],
-    arg: Option<&[u32]>,
+    arg: Option<&[f32]>,
     planes: usize,
     hw: [usize; 2],
     ohw: [usize; 2],
     p: &Pool2d,
 ) -> Vec<f32> {
     let ([h, w], [oh, ow]) = (hw, ohw);
-    let mut dx = vec![0.0; planes * h * w];
-    for plane in 0..planes {
-        for y in 0..h {
-            let rows = covering(y, p.kernel[0], p.stride[0], p.padding[0], oh);
-            for xx in 0..w {
-                let cols = covering(xx, p.kernel[1], p.stride[1], p.padding[1], ow);
-                let at = y * w + xx;
-                let mut g = 0.0;
-                for oy in rows.0..rows.1 {
-                    for ox in cols.0..cols.1 {
-                        let o = (plane * oh + oy) * ow + ox;
-                        g += match arg {
-                            Some(a) if a[o] as usize == at => dy[o],
-                            Some(_) => 0.0,
-                            None => dy[o] / window(p, h, w, oy, ox).4,
-                        };
+    let mut dx = super::alloc::zeroed(planes * h * w);
+    dx.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(plane, dx)| {
+            let g = &dy[plane * oh * ow..(plane + 1) * oh * ow];
+            match arg {
+                Some(a) => {
+                    let a = &a[plane * oh * ow..(plane + 1) * oh * ow];
+                    for (&gi, &ai) in g.iter().zip(a) {
+                        dx[ai.to_bits() as usize] += gi;
                     }
                 }
-                dx[plane * h * w + at] = g;
+                None => {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let (r0, r1, c0, c1, div) = window(p, h, w, oy, ox);
+                            let v = g[oy * ow + ox] / div;
+                            for y in r0..r1 {
+                                dx[y * w + c0..y * w + c1].iter_mut().for_each(|d| *d += v);
+                            }
+                        }
+                    }
+                }
             }
-        }
-    }
+        });
     dx
 }

@@ -19,7 +19,8 @@ pub(crate) fn reduce(op: ReduceOp, x: &[f32], l: &Layout, dims: &[usize]) -> Vec
     }
     let perm: Vec<usize> = kept.iter().chain(dims).copied().collect();
     let rows = super::elementwise::gather(x, &l.permute(&perm));
-    rows.chunks(r).map(|row| reduce_row(op, row)).collect()
+    use rayon::prelude::*;
+    rows.par_chunks(r).map(|row| reduce_row(op, row)).collect()
 }
 
 /// Whether `a` strictly beats `b` for a maximum (`max = true`) or minimum; NaN beats numbers.

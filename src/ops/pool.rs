@@ -27,7 +27,7 @@ impl Tensor {
         let (out, arg) = match x.storage() {
             Storage::Cpu(v) => {
                 let (o, a) = cpu::max_forward(&v.read().unwrap(), planes, hw, ohw, &p);
-                (Storage::cpu(o), Storage::cpu(bytemuck::cast_vec(a)))
+                (Storage::cpu(o), Storage::cpu(a))
             }
             Storage::Gpu(v) => {
                 let out = alloc_like(self.device(), &shape, OP)?;
@@ -111,15 +111,18 @@ pub(crate) fn pool2d_backward(
         (Storage::Cpu(g), a) => {
             let g = g.read().unwrap();
             let a = a.map(|a| match a {
-                Storage::Cpu(a) => a
-                    .read()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect::<Vec<u32>>(),
+                Storage::Cpu(a) => a.read().unwrap(),
                 Storage::Gpu(_) => unreachable!("same device"),
             });
-            Storage::cpu(cpu::backward(&g, a.as_deref(), planes, hw, ohw, p))
+            // The saved indices are dense: max_pool2d made them.
+            Storage::cpu(cpu::backward(
+                &g,
+                a.as_deref().map(|v| v.as_slice()),
+                planes,
+                hw,
+                ohw,
+                p,
+            ))
         }
         (Storage::Gpu(g), a) => {
             let out = alloc_like(x.device(), x.shape(), OP)?;
