@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backprop;
 pub mod checkpoint;
 #[doc(hidden)]
