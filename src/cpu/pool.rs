@@ -43,29 +43,6 @@ pub(crate) fn max_forward(
         .zip(arg.par_chunks_mut(oh * ow))
         .zip(x.par_chunks(h * w))
         .for_each(|((out, arg), plane)| {
-            if p.padding == [0, 0] && !p.ceil_mode {
-                // Every window lies inside the plane: no clipping.
-                let [kh, kw] = p.kernel;
-                let [sh, sw] = p.stride;
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let start = oy * sh * w + ox * sw;
-                        let (mut best, mut at) = (f32::NEG_INFINITY, start);
-                        for y in 0..kh {
-                            let row = start + y * w;
-                            for (xx, &v) in plane[row..row + kw].iter().enumerate() {
-                                if v > best {
-                                    best = v;
-                                    at = row + xx;
-                                }
-                            }
-                        }
-                        out[oy * ow + ox] = best;
-                        arg[oy * ow + ox] = f32::from_bits(at as u32);
-                    }
-                }
-                return;
-            }
             for oy in 0..oh {
                 for ox in 0..ow {
                     let (r0, r1, c0, c1, _) = window(p, h, w, oy, ox);
