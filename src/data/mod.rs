@@ -1,6 +1,7 @@
-//! Data sets and batching: the MNIST IDX reader and seeded shuffled mini-batches.
+//! Data sets and batching: the MNIST IDX reader, a character text corpus, seeded mini-batches.
 
 pub mod mnist;
+pub mod text;
 
 use crate::rng::Rng;
 
