@@ -308,7 +308,7 @@ pub fn run(
         steps += 1;
         since += 1;
         // The running loss stays on the device; it is read every 25 steps only.
-        if steps % 25 == 0 || steps == max_steps {
+        if steps.is_multiple_of(25) || steps == max_steps {
             let mean = running.item()? / since as f32;
             if !mean.is_finite() {
                 bar.abandon();
