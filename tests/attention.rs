@@ -514,6 +514,17 @@ fn gpu_fully_masked_rows_and_strided_inputs() {
     let ((og, gg), (oc, gc)) = (run(&gpu), run(&Device::cpu()));
     assert_close(&og, &oc, 5e-5, 1e-3, "strided forward");
     assert_close(&gg, &gc, 1e-4, 1e-3, "strided gradients");
+    // Operands on different devices.
+    let (qc, kg) = (
+        Tensor::zeros([1, 1, 2, 4], &Device::cpu()).unwrap(),
+        Tensor::zeros([1, 1, 2, 4], &gpu).unwrap(),
+    );
+    let e = sdpa(&qc, &kg, &kg, None, false, None).unwrap_err();
+    assert!(matches!(e, Error::DeviceMismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("scaled_dot_product_attention"),
+        "{e}"
+    );
     // Head dims beyond the kernels' limit are a clear error.
     let big = Tensor::zeros([1, 1, 2, 129], &gpu).unwrap();
     let e = sdpa(&big, &big, &big, None, false, None).unwrap_err();
