@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 /// Query rows per block.
-const RB: usize = 64;
+const RB: usize = 32;
 
 /// A rank-4 strided view: element `[b, h, t, d]` is at `off + b·s[0] + h·s[1] + t·s[2] + d·s[3]`
 /// (strides 0 for broadcast dims of a mask).
