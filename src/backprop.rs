@@ -46,6 +46,7 @@ impl Op {
             Op::IndexSelect(a, idx, _) | Op::Gather(a, idx, _) => vec![a, idx],
             Op::Where(c, a, b) => vec![c, a, b],
             Op::Cat(ts, _) => ts.iter().collect(),
+            Op::Lstm(s) => s.inputs().to_vec(),
         }
     }
 }
@@ -332,6 +333,7 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::MaxPool2d(x, arg, p) => one(x, crate::ops::pool2d_backward(x, dy, Some(arg), p)?),
         Op::AvgPool2d(x, p) => one(x, crate::ops::pool2d_backward(x, dy, None, p)?),
         Op::Im2col(x, g) => one(x, crate::ops::col2im(dy, g)?),
+        Op::Lstm(s) => crate::ops::lstm_backward(s, y, dy),
     }
 }
 

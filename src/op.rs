@@ -271,6 +271,9 @@ pub(crate) enum Op {
     AvgPool2d(Tensor, crate::shape::Pool2d),
     /// im2col of an NCHW input; its backward is col2im.
     Im2col(Tensor, crate::shape::ConvGeom),
+    /// One LSTM layer over a whole sequence (`Tensor::lstm`): its seven inputs and the gate
+    /// activations and cell states the backward pass reads.
+    Lstm(Box<crate::ops::LstmSaved>),
 }
 
 /// Abramowitz & Stegun 7.1.26, |error| < 1.5e-7 — the same formula the WGSL GELU uses.

@@ -4,6 +4,7 @@ pub(crate) mod alloc;
 pub mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod index;
+pub(crate) mod lstm;
 pub(crate) mod matmul;
 pub(crate) mod pool;
 pub(crate) mod reduce;
