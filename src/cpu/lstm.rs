@@ -158,6 +158,8 @@ fn cell_forward_row(z: &mut [f32], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
     let (zi, rest) = z.split_at_mut(n);
     let (zf, rest) = rest.split_at_mut(n);
     let (zg, zo) = rest.split_at_mut(n);
+    // Equal lengths up front let the compiler drop the bounds checks and vectorise.
+    let (zo, cp, c) = (&mut zo[..n], &cp[..n], &mut c[..n]);
     for j in 0..n {
         let i = sigmoid(zi[j]);
         let f = sigmoid(zf[j]);
@@ -182,6 +184,8 @@ fn cell_backward_row(a: &[f32], c: &[f32], cp: &[f32], dh: &[f32], dc: &mut [f32
     let (di, rest) = dz.split_at_mut(n);
     let (df, rest) = rest.split_at_mut(n);
     let (dg, do_) = rest.split_at_mut(n);
+    // Equal lengths up front let the compiler drop the bounds checks and vectorise.
+    let (ao, do_, c, cp, dc) = (&ao[..n], &mut do_[..n], &c[..n], &cp[..n], &mut dc[..n]);
     for j in 0..n {
         let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
         let tc = tanh(c[j]);
