@@ -60,19 +60,6 @@ fn main() -> wgml::Result<()> {
         }
     }
     let n = (steps - 2) as f64;
-    let pr: Vec<String> = wgml::cpu::lstm::PROF
-        .iter()
-        .map(|a| {
-            format!(
-                "{:.1}",
-                a.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6 / steps as f64
-            )
-        })
-        .collect();
-    println!(
-        "inproj {} stepgemm {} cell {} bwd-gemm {} cell-bwd {} wgrads {}",
-        pr[0], pr[1], pr[2], pr[3], pr[4], pr[5]
-    );
     println!("ms/step: data+emb {:.1} lstm fwd {:.1} head+loss {:.1} backward {:.1} clip {:.1} adam {:.1}; total {:.1} ({:.0} chars/s)",
         tm[0]/n, tm[1]/n, tm[2]/n, tm[3]/n, tm[4]/n, tm[5]/n, tm.iter().sum::<f64>()/n,
         (t*b) as f64 * steps as f64 / t0.elapsed().as_secs_f64());

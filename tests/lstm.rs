@@ -579,3 +579,86 @@ fn bad_input_is_a_clear_error() {
         assert!(matches!(e, Error::DeviceMismatch { .. }), "{e:?}");
     }
 }
+
+/// The same layer from primitive ops (matmul, add, narrow, sigmoid, tanh, mul, cat): an
+/// independent reference for the fused op's forward and, through autograd, its backward.
+fn composed(ts: &[Tensor]) -> Result<(Tensor, Tensor, Tensor)> {
+    let (t, b, i) = (ts[0].dims()[0], ts[0].dims()[1], ts[0].dims()[2]);
+    let h = ts[4].dims()[1];
+    let zx = ts[0].reshape([t * b, i])?.matmul(&ts[3].t()?)?;
+    let (mut hh, mut cc) = (ts[1].clone(), ts[2].clone());
+    let mut outs = Vec::new();
+    for s in 0..t {
+        let z = zx
+            .narrow(0, s * b, b)?
+            .add(&ts[5])?
+            .add(&hh.matmul(&ts[4].t()?)?)?
+            .add(&ts[6])?;
+        let gate = |k: usize| z.narrow(1, k * h, h);
+        let (ig, fg) = (gate(0)?.sigmoid()?, gate(1)?.sigmoid()?);
+        let (gg, og) = (gate(2)?.tanh()?, gate(3)?.sigmoid()?);
+        cc = fg.mul(&cc)?.add(&ig.mul(&gg)?)?;
+        hh = og.mul(&cc.tanh()?)?;
+        outs.push(hh.unsqueeze(0)?);
+    }
+    let y = Tensor::cat(&outs.iter().collect::<Vec<_>>(), 0)?;
+    Ok((y, hh, cc))
+}
+
+/// Steps with B·H >= 2048 cells are split across threads by hidden units (H = 131 splits
+/// unevenly); forward and every gradient must still match the composed reference.
+#[test]
+fn threaded_steps_match_composed_ops() {
+    let cpu = Device::cpu();
+    for s in [
+        Sz {
+            t: 3,
+            b: 16,
+            i: 5,
+            h: 131,
+        },
+        Sz {
+            t: 2,
+            b: 64,
+            i: 3,
+            h: 32,
+        },
+    ] {
+        let vals = inputs(s, 300);
+        let w = loss_weights(s, &cpu, 301);
+        let run_with = |f: fn(&[Tensor]) -> Result<(Tensor, Tensor, Tensor)>| {
+            let ts = tensors(&vals, s, &cpu, true);
+            let (y, h, c) = f(&ts).unwrap();
+            let l = y
+                .mul(&w[0])
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .add(&h.mul(&w[1]).unwrap().sum_all().unwrap())
+                .unwrap()
+                .add(&c.mul(&w[2]).unwrap().sum_all().unwrap())
+                .unwrap();
+            let g = l.backward().unwrap();
+            let mut v = vec![
+                y.to_vec().unwrap(),
+                h.to_vec().unwrap(),
+                c.to_vec().unwrap(),
+            ];
+            v.extend(ts.iter().map(|t| g.get(t).unwrap().to_vec().unwrap()));
+            v
+        };
+        let (fused, reference) = (run_with(run), run_with(composed));
+        let names = [
+            "output", "h_n", "c_n", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh",
+        ];
+        for (k, name) in names.iter().enumerate() {
+            assert_close(
+                &fused[k],
+                &reference[k],
+                2e-5,
+                1e-4,
+                &format!("{name} {s:?}"),
+            );
+        }
+    }
+}

@@ -53,7 +53,7 @@ pub(crate) struct Grads {
 /// `c[m, n] = β·c[m, n] + Σ_k a[m, k]·b[k, n]` over general strides (`c` row stride `rsc`).
 #[allow(clippy::too_many_arguments)]
 fn gemm(
-    (m, k, n): (usize, usize, usize),
+    mkn: (usize, usize, usize),
     a: &[f32],
     (rsa, csa): (usize, usize),
     b: &[f32],
@@ -62,6 +62,7 @@ fn gemm(
     c: &mut [f32],
     rsc: usize,
 ) {
+    let (m, k, n) = mkn;
     if m == 0 || n == 0 {
         return;
     }
@@ -76,23 +77,51 @@ fn gemm(
     );
     // SAFETY: the asserts above bound every index sgemm reads or writes.
     unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
+        gemm_raw(
+            mkn,
             a.as_ptr(),
-            rsa as isize,
-            csa as isize,
+            (rsa, csa),
             b.as_ptr(),
-            rsb as isize,
-            csb as isize,
+            (rsb, csb),
             beta,
             c.as_mut_ptr(),
-            rsc as isize,
-            1,
-        );
+            rsc,
+        )
     }
+}
+
+/// [`gemm`] through raw pointers, for threads that write disjoint column blocks of one matrix.
+///
+/// # Safety
+/// Every index `sgemm` touches must be in bounds of its allocation, and no other thread may
+/// access the written block meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    (m, k, n): (usize, usize, usize),
+    a: *const f32,
+    (rsa, csa): (usize, usize),
+    b: *const f32,
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    matrixmultiply::sgemm(
+        m,
+        k,
+        n,
+        1.0,
+        a,
+        rsa as isize,
+        csa as isize,
+        b,
+        rsb as isize,
+        csb as isize,
+        beta,
+        c,
+        rsc as isize,
+        1,
+    );
 }
 
 /// `e^x` to about 2 ulp for |x| < 87 (clamped outside), without branches or calls so that loops
@@ -125,41 +154,60 @@ pub(crate) fn tanh(x: f32) -> f32 {
     2.0 * sigmoid(2.0 * x) - 1.0
 }
 
-/// Below this many cell elements per step the pass runs on one thread (rayon's hand-off
-/// costs more than the work).
-const PAR_MIN: usize = 1 << 13;
+/// Below this many cells (B·H) a step runs on one thread: rayon's hand-off would cost more.
+const PAR_MIN: usize = 1 << 11;
 
-/// Runs `f(row)` for each of `rows` batch rows, in parallel when the step is large.
-fn for_rows(rows: usize, work: usize, f: impl Fn(usize) + Sync + Send) {
-    if work >= PAR_MIN {
-        (0..rows).into_par_iter().for_each(f);
+/// How many slices of the hidden units a step is split into: one per thread when the step is
+/// large enough, with at least 16 units in each. Each slice does its own small matmuls (its
+/// gate columns) and its own cells, so a step needs one hand-off, not one per matmul and cell.
+fn parts(d: Dims) -> usize {
+    if d.b * d.h < PAR_MIN {
+        1
     } else {
-        (0..rows).for_each(f);
+        rayon::current_num_threads().min(d.h / 16).max(1)
     }
 }
 
-/// A raw pointer that may cross to rayon's workers; each row touches only its own elements.
+/// Runs `f(j0, j1)` over `parts` contiguous ranges of `h` hidden units (in parallel if > 1).
+fn for_units(h: usize, parts: usize, f: impl Fn(usize, usize) + Sync + Send) {
+    if parts <= 1 {
+        return f(0, h);
+    }
+    let per = h.div_ceil(parts);
+    (0..parts)
+        .into_par_iter()
+        .for_each(|p| f((p * per).min(h), ((p + 1) * per).min(h)));
+}
+
+/// A raw pointer that may cross to rayon's workers; each worker touches only its own units.
 #[derive(Clone, Copy)]
 struct Ptr(*mut f32);
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 impl Ptr {
-    /// The pointer (a method, so closures capture the whole `Ptr`, not its raw field).
+    /// The pointer `i` elements on (a method, so closures capture the whole `Ptr`).
     fn at(self, i: usize) -> *mut f32 {
         self.0.wrapping_add(i)
     }
+    /// `n` elements from `i` on.
+    ///
+    /// # Safety
+    /// In bounds, and no other live reference to them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice<'a>(self, i: usize, n: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.at(i), n)
+    }
 }
 
-/// The fused cell of one step for one batch row: `z [G]` (pre-activations, overwritten by the
-/// activations), `cp [H]` = c_{t-1} → `c [H]` = c_t, `h [H]` = h_t.
+/// The fused cell on `n` units of one batch row: the gate pre-activations `z = [i, f, g, o]`
+/// (each `[n]`, overwritten by the activations), `cp` = c_{t-1} → `c` = c_t, `h` = h_t.
 #[inline]
-fn cell_forward_row(z: &mut [f32], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
+fn cell_forward(z: [&mut [f32]; 4], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
     let n = h.len();
-    let (zi, rest) = z.split_at_mut(n);
-    let (zf, rest) = rest.split_at_mut(n);
-    let (zg, zo) = rest.split_at_mut(n);
+    let [zi, zf, zg, zo] = z;
     // Equal lengths up front let the compiler drop the bounds checks and vectorise.
-    let (zo, cp, c) = (&mut zo[..n], &cp[..n], &mut c[..n]);
+    let (zi, zf, zg, zo) = (&mut zi[..n], &mut zf[..n], &mut zg[..n], &mut zo[..n]);
+    let (cp, c) = (&cp[..n], &mut c[..n]);
     for j in 0..n {
         let i = sigmoid(zi[j]);
         let f = sigmoid(zf[j]);
@@ -172,20 +220,26 @@ fn cell_forward_row(z: &mut [f32], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
     }
 }
 
-/// The fused cell backward of one step for one batch row: from the saved activations `a [G]`,
-/// c_t, c_{t-1}, the gradient `dh [H]` reaching h_t and the carried `dc [H]` reaching c_t,
-/// writes the pre-activation gradients `dz [G]` and replaces `dc` by the gradient of c_{t-1}.
+/// The fused cell backward on `n` units of one batch row: from the saved activations
+/// `a = [i, f, g, o]`, c_t, c_{t-1}, the gradient `dh` reaching h_t and the carried `dc`
+/// reaching c_t, writes the pre-activation gradients `dz = [di, df, dg, do]` and replaces `dc`
+/// by the gradient reaching c_{t-1}.
 #[inline]
-fn cell_backward_row(a: &[f32], c: &[f32], cp: &[f32], dh: &[f32], dc: &mut [f32], dz: &mut [f32]) {
+fn cell_backward(
+    a: [&[f32]; 4],
+    c: &[f32],
+    cp: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    dz: [&mut [f32]; 4],
+) {
     let n = dh.len();
-    let (ai, rest) = a.split_at(n);
-    let (af, rest) = rest.split_at(n);
-    let (ag, ao) = rest.split_at(n);
-    let (di, rest) = dz.split_at_mut(n);
-    let (df, rest) = rest.split_at_mut(n);
-    let (dg, do_) = rest.split_at_mut(n);
+    let [ai, af, ag, ao] = a;
+    let [di, df, dg, do_] = dz;
     // Equal lengths up front let the compiler drop the bounds checks and vectorise.
-    let (ao, do_, c, cp, dc) = (&ao[..n], &mut do_[..n], &c[..n], &cp[..n], &mut dc[..n]);
+    let (ai, af, ag, ao) = (&ai[..n], &af[..n], &ag[..n], &ao[..n]);
+    let (di, df, dg, do_) = (&mut di[..n], &mut df[..n], &mut dg[..n], &mut do_[..n]);
+    let (c, cp, dc) = (&c[..n], &cp[..n], &mut dc[..n]);
     for j in 0..n {
         let (i, f, g, o) = (ai[j], af[j], ag[j], ao[j]);
         let tc = tanh(c[j]);
@@ -195,6 +249,116 @@ fn cell_backward_row(a: &[f32], c: &[f32], cp: &[f32], dh: &[f32], dc: &mut [f32
         df[j] = dcj * cp[j] * f * (1.0 - f);
         dg[j] = dcj * i * (1.0 - g * g);
         dc[j] = dcj * f;
+    }
+}
+
+/// Step `s` of the forward pass for hidden units `j0..j1`: `z[:, qH + j] += h_{s-1}·W_hh[qH +
+/// j, :]ᵀ` for each gate q (one matmul for the whole gate row when the step is not split),
+/// then the cells of those units. `(gates, cs, out)` are the forward buffers.
+///
+/// # Safety
+/// The buffers have the sizes `forward` gives them; concurrent calls use disjoint unit ranges
+/// of the same step, after the previous step has finished.
+unsafe fn step_forward(
+    d: Dims,
+    (j0, j1): (usize, usize),
+    s: usize,
+    h0: &[f32],
+    w_hh: &[f32],
+    (gates, cs, out): (Ptr, Ptr, Ptr),
+) {
+    let (nb, nh, n) = (d.b, d.h, j1 - j0);
+    let (g, bh) = (4 * nh, d.b * d.h);
+    let hprev: *const f32 = if s == 0 {
+        h0.as_ptr()
+    } else {
+        out.at((s - 1) * bh)
+    };
+    let z = Ptr(gates.at(s * nb * g));
+    if n == nh {
+        let w = w_hh.as_ptr();
+        gemm_raw((nb, nh, g), hprev, (nh, 1), w, (1, nh), 1.0, z.0, g);
+    } else {
+        for q in 0..4 {
+            let w = w_hh.as_ptr().add((q * nh + j0) * nh);
+            gemm_raw(
+                (nb, nh, n),
+                hprev,
+                (nh, 1),
+                w,
+                (1, nh),
+                1.0,
+                z.at(q * nh + j0),
+                g,
+            );
+        }
+    }
+    for r in 0..nb {
+        let zr = |q: usize| z.slice(r * g + q * nh + j0, n);
+        let cp = &*std::ptr::slice_from_raw_parts(cs.at(s * bh + r * nh + j0), n);
+        let c = cs.slice((s + 1) * bh + r * nh + j0, n);
+        let h = out.slice(s * bh + r * nh + j0, n);
+        cell_forward([zr(0), zr(1), zr(2), zr(3)], cp, c, h);
+    }
+}
+
+/// Step `s` of backward through time for hidden units `j0..j1`: `dh[:, J] = dy_s[:, J] +
+/// dz_{s+1}·W_hh[:, J]` (the gradient reaching h_s), then the cells' backward, which writes
+/// `dz_s[:, qH + J]` and carries `dc[:, J]` to step `s - 1`. `a, c, cp` are step s's gate
+/// activations, c_s+1 and c_s.
+///
+/// # Safety
+/// As [`step_forward`]: `dz [T, B, G]`, `dc`, `dh [B, H]`; disjoint unit ranges per call.
+unsafe fn step_backward(
+    d: Dims,
+    (j0, j1): (usize, usize),
+    s: usize,
+    dy_t: &[f32],
+    w_hh: &[f32],
+    (a, c, cp): (&[f32], &[f32], &[f32]),
+    (dz, dc, dh): (Ptr, Ptr, Ptr),
+) {
+    let (nb, nh, n) = (d.b, d.h, j1 - j0);
+    let g = 4 * nh;
+    for r in 0..nb {
+        dh.slice(r * nh + j0, n)
+            .copy_from_slice(&dy_t[r * nh + j0..r * nh + j1]);
+    }
+    if s + 1 < d.t {
+        let dzn: *const f32 = dz.at((s + 1) * nb * g);
+        if n == nh {
+            let w = w_hh.as_ptr();
+            gemm_raw((nb, g, nh), dzn, (g, 1), w, (nh, 1), 1.0, dh.0, nh);
+        } else {
+            for q in 0..4 {
+                let w = w_hh.as_ptr().add(q * nh * nh + j0);
+                gemm_raw(
+                    (nb, nh, n),
+                    dzn.add(q * nh),
+                    (g, 1),
+                    w,
+                    (nh, 1),
+                    1.0,
+                    dh.at(j0),
+                    nh,
+                );
+            }
+        }
+    }
+    let dzs = Ptr(dz.at(s * nb * g));
+    for r in 0..nb {
+        let u = r * nh + j0..r * nh + j1;
+        let ar = |q: usize| &a[r * g + q * nh + j0..r * g + q * nh + j1];
+        let dzr = |q: usize| dzs.slice(r * g + q * nh + j0, n);
+        let dhr = &*std::ptr::slice_from_raw_parts(dh.at(r * nh + j0), n);
+        cell_backward(
+            [ar(0), ar(1), ar(2), ar(3)],
+            &c[u.clone()],
+            &cp[u],
+            dhr,
+            dc.slice(r * nh + j0, n),
+            [dzr(0), dzr(1), dzr(2), dzr(3)],
+        );
     }
 }
 
@@ -238,28 +402,17 @@ pub(crate) fn forward(
     let mut cs = alloc::take((nt + 1) * bh);
     cs[..bh].copy_from_slice(c0);
     let mut out = alloc::take((nt + 1) * bh);
+    let parts = parts(d);
+    let (zp, cp, hp) = (
+        Ptr(gates.as_mut_ptr()),
+        Ptr(cs.as_mut_ptr()),
+        Ptr(out.as_mut_ptr()),
+    );
     for s in 0..nt {
-        let (done, rest) = out.split_at_mut(s * bh);
-        let hprev = if s == 0 { h0 } else { &done[(s - 1) * bh..] };
-        let z = &mut gates[s * bg..(s + 1) * bg];
-        gemm((nb, nh, g), hprev, (nh, 1), w_hh, (1, nh), 1.0, z, g);
-        let (cprev, cnext) = cs[s * bh..(s + 2) * bh].split_at_mut(bh);
-        let (zp, cp, hp) = (
-            Ptr(z.as_mut_ptr()),
-            Ptr(cnext.as_mut_ptr()),
-            Ptr(rest.as_mut_ptr()),
-        );
-        let cprev: &[f32] = cprev;
-        for_rows(nb, bh, |r| {
-            // SAFETY: row r owns z[r·G..], c[r·H..], h[r·H..] (disjoint across rows, in bounds).
-            let (z, c, h) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(zp.at(r * g), g),
-                    std::slice::from_raw_parts_mut(cp.at(r * nh), nh),
-                    std::slice::from_raw_parts_mut(hp.at(r * nh), nh),
-                )
-            };
-            cell_forward_row(z, &cprev[r * nh..(r + 1) * nh], c, h);
+        for_units(nh, parts, |j0, j1| {
+            // SAFETY: gates has T·B·G elements, cs and out (T + 1)·B·H; this call writes only
+            // units j0..j1 of step s (gates, c_s+1, h_s) and reads h_{s-1}, c_s, written before.
+            unsafe { step_forward(d, (j0, j1), s, h0, w_hh, (zp, cp, hp)) }
         });
     }
     out[nt * bh..].copy_from_slice(&cs[nt * bh..]);
@@ -291,35 +444,20 @@ pub(crate) fn backward(
     let mut dz = alloc::take(nt * bg);
     let mut dc = dy[nt * bh..].to_vec();
     let mut dh = vec![0.0f32; bh];
+    let parts = parts(d);
+    let (dzp, dcp, dhp) = (
+        Ptr(dz.as_mut_ptr()),
+        Ptr(dc.as_mut_ptr()),
+        Ptr(dh.as_mut_ptr()),
+    );
     for s in (0..nt).rev() {
-        // dh = dy_t + dz_{t+1}·W_hh (the latter already in dh from the previous iteration).
-        dh.copy_from_slice(&dy[s * bh..(s + 1) * bh]);
-        if s + 1 < nt {
-            let dzn = &dz[(s + 1) * bg..(s + 2) * bg];
-            gemm((nb, g, nh), dzn, (g, 1), w_hh, (nh, 1), 1.0, &mut dh, nh);
-        }
         let a = &gates[s * bg..(s + 1) * bg];
         let (cp, c) = (&cs[s * bh..(s + 1) * bh], &cs[(s + 1) * bh..(s + 2) * bh]);
-        let dzs = Ptr(dz[s * bg..].as_mut_ptr());
-        let dcp = Ptr(dc.as_mut_ptr());
-        let dh: &[f32] = &dh;
-        for_rows(nb, bh, |r| {
-            // SAFETY: row r owns dz[r·G..] and dc[r·H..] (disjoint across rows, in bounds).
-            let (dzr, dcr) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(dzs.at(r * g), g),
-                    std::slice::from_raw_parts_mut(dcp.at(r * nh), nh),
-                )
-            };
-            let hr = r * nh..(r + 1) * nh;
-            cell_backward_row(
-                &a[r * g..(r + 1) * g],
-                &c[hr.clone()],
-                &cp[hr.clone()],
-                &dh[hr],
-                dcr,
-                dzr,
-            );
+        let dy_t = &dy[s * bh..(s + 1) * bh];
+        for_units(nh, parts, |j0, j1| {
+            // SAFETY: dz has T·B·G elements, dh and dc B·H; this call writes only units
+            // j0..j1 of step s (dz) and of dh/dc, and reads dz of step s + 1, written before.
+            unsafe { step_backward(d, (j0, j1), s, dy_t, w_hh, (a, c, cp), (dzp, dcp, dhp)) }
         });
     }
     // dh0 = dz_0·W_hh
