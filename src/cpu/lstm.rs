@@ -160,11 +160,19 @@ const PAR_MIN: usize = 1 << 11;
 /// How many slices of the hidden units a step is split into: one per thread when the step is
 /// large enough, with at least 16 units in each. Each slice does its own small matmuls (its
 /// gate columns) and its own cells, so a step needs one hand-off, not one per matmul and cell.
+/// `WGML_LSTM_THREADS` caps the number of slices (1 keeps every step on one thread).
 fn parts(d: Dims) -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cap = *CAP.get_or_init(|| {
+        std::env::var("WGML_LSTM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX)
+    });
     if d.b * d.h < PAR_MIN {
         1
     } else {
-        rayon::current_num_threads().min(d.h / 16).max(1)
+        rayon::current_num_threads().min(d.h / 16).min(cap).max(1)
     }
 }
 
