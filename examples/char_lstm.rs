@@ -34,11 +34,11 @@ impl CharLstm {
     fn run(
         &self,
         ids: &Tensor,
-        state: Option<&(Tensor, Tensor)>,
+        state: Option<(Tensor, Tensor)>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (t, b) = (ids.dims()[0], ids.dims()[1]);
         let x = self.embedding.embedding(ids)?;
-        let (y, st) = self.lstm.forward(&x, state.map(|(h, c)| (h, c)))?;
+        let (y, st) = self.lstm.forward(&x, state)?;
         let h = self.lstm.hidden_size();
         let logits = self.head.forward(&y.reshape([t * b, h])?)?;
         let v = logits.dims()[1];
@@ -83,7 +83,7 @@ impl lm::CharLm for CharLstm {
                 let next = pick(&last);
                 out.push(next);
                 let ids = Tensor::from_indices(&[next], [1, 1], dev)?;
-                (logits, state) = self.run(&ids, Some(&state))?;
+                (logits, state) = self.run(&ids, Some(state))?;
             }
             Ok(out)
         })

@@ -338,7 +338,7 @@ fn stacked_lstm_gpu_matches_cpu() {
         let c0 = Tensor::from_slice(&c0, [l, b, h], dev)
             .unwrap()
             .requires_grad();
-        let (y, (hn, cn)) = m.forward(&x, Some((&h0, &c0))).unwrap();
+        let (y, (hn, cn)) = m.forward(&x, Some((h0.clone(), c0.clone()))).unwrap();
         let w = Tensor::from_vec(data(t * b * h, 5), [t, b, h], dev).unwrap();
         let loss = y
             .mul(&w)
@@ -383,7 +383,7 @@ fn cell_is_one_step_of_the_layer_and_matches_on_gpu() {
         let x = Tensor::from_vec(data(b * i, 12), [b, i], dev).unwrap();
         let hc = Tensor::from_vec(data(b * h, 13), [b, h], dev).unwrap();
         let cc = Tensor::from_vec(data(b * h, 14), [b, h], dev).unwrap();
-        let (h1, c1) = cell.forward(&x, Some((&hc, &cc))).unwrap();
+        let (h1, c1) = cell.forward(&x, Some((hc.clone(), cc.clone()))).unwrap();
         // The same step by hand from composed primitive ops.
         let p = cell.parameters();
         let z = x
@@ -534,11 +534,14 @@ fn bad_input_is_a_clear_error() {
     let x = Tensor::zeros([5, 2, 4], &cpu).unwrap();
     let good = Tensor::zeros([2, 2, 3], &cpu).unwrap();
     let bad = Tensor::zeros([1, 2, 3], &cpu).unwrap();
-    let e = msg(m.forward(&x, Some((&bad, &good))));
+    let e = msg(m.forward(&x, Some((bad, good.clone()))));
     assert!(e.contains("h0") && e.contains("[1, 2, 3]"), "{e}");
-    let e = msg(m.forward(&x, Some((&good, &Tensor::zeros([2, 3, 3], &cpu).unwrap()))));
+    let e = msg(m.forward(
+        &x,
+        Some((good.clone(), Tensor::zeros([2, 3, 3], &cpu).unwrap())),
+    ));
     assert!(e.contains("c0") && e.contains("[2, 3, 3]"), "{e}");
-    assert!(m.forward(&x, Some((&good, &good))).is_ok());
+    assert!(m.forward(&x, Some((good.clone(), good))).is_ok());
     // The op itself.
     let s = Sz {
         t: 2,
@@ -664,4 +667,38 @@ fn threaded_steps_match_composed_ops() {
             );
         }
     }
+}
+
+/// Running a sequence in two halves, feeding the returned state back in, equals one pass.
+#[test]
+fn returned_state_continues_the_sequence() {
+    let cpu = Device::cpu();
+    let (t, b, i, h) = (6, 2, 3, 4);
+    let m = Lstm::new(i, h, 2, LstmConfig::default(), &mut Rng::new(8), &cpu).unwrap();
+    let x = Tensor::from_vec(data(t * b * i, 9), [t, b, i], &cpu).unwrap();
+    let (y, (hn, cn)) = m.forward(&x, None).unwrap();
+    let (y1, st) = m.forward(&x.narrow(0, 0, 2).unwrap(), None).unwrap();
+    let (y2, (hn2, cn2)) = m.forward(&x.narrow(0, 2, 4).unwrap(), Some(st)).unwrap();
+    let joined = Tensor::cat(&[&y1, &y2], 0).unwrap();
+    assert_close(
+        &joined.to_vec().unwrap(),
+        &y.to_vec().unwrap(),
+        1e-6,
+        1e-5,
+        "output",
+    );
+    assert_close(
+        &hn2.to_vec().unwrap(),
+        &hn.to_vec().unwrap(),
+        1e-6,
+        1e-5,
+        "h_n",
+    );
+    assert_close(
+        &cn2.to_vec().unwrap(),
+        &cn.to_vec().unwrap(),
+        1e-6,
+        1e-5,
+        "c_n",
+    );
 }

@@ -68,7 +68,8 @@ pub struct Lstm {
     dropout: Option<Dropout>,
 }
 
-/// An LSTM's final state: `(h_n, c_n)`, each `[num_layers, B, H]`.
+/// An LSTM's state `(h, c)`, each `[num_layers, B, H]`: the initial state `forward` takes and
+/// the final one it returns (so a returned state can be fed back in for the next window).
 pub type LstmState = (Tensor, Tensor);
 
 impl Lstm {
@@ -130,11 +131,7 @@ impl Lstm {
     ///
     /// Errors name the shapes: an input whose rank is not 3 or whose last dim is not
     /// `input_size`, or a state that is not `[num_layers, B, H]`.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        state: Option<(&Tensor, &Tensor)>,
-    ) -> Result<(Tensor, LstmState)> {
+    pub fn forward(&self, x: &Tensor, state: Option<LstmState>) -> Result<(Tensor, LstmState)> {
         const OP: &str = "Lstm";
         if x.rank() != 3 || x.dims()[2] != self.input_size {
             return Err(Error::invalid(
@@ -157,6 +154,7 @@ impl Lstm {
             x.clone()
         };
         let (nl, b, h) = (self.layers.len(), x.dims()[1], self.hidden_size);
+        let state = state.as_ref();
         if let Some((h0, c0)) = state {
             for (name, s) in [("h0", h0), ("c0", c0)] {
                 if s.dims() != [nl, b, h] {
@@ -262,11 +260,7 @@ impl LstmCell {
 
     /// One step: `x [B, I]` and `state` `(h, c)` each `[B, H]` (zeros when `None`) give the
     /// next `(h, c)`. Errors name the shapes when they do not fit.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        state: Option<(&Tensor, &Tensor)>,
-    ) -> Result<(Tensor, Tensor)> {
+    pub fn forward(&self, x: &Tensor, state: Option<(Tensor, Tensor)>) -> Result<(Tensor, Tensor)> {
         const OP: &str = "LstmCell";
         if x.rank() != 2 || x.dims()[1] != self.input_size {
             return Err(Error::invalid(
@@ -281,7 +275,7 @@ impl LstmCell {
         let b = x.dims()[0];
         let (h0, c0) = match state {
             Some((h, c)) => {
-                for (name, s) in [("h", h), ("c", c)] {
+                for (name, s) in [("h", &h), ("c", &c)] {
                     if s.dims() != [b, self.hidden_size] {
                         return Err(Error::invalid(
                             OP,
@@ -294,7 +288,7 @@ impl LstmCell {
                         ));
                     }
                 }
-                (h.clone(), c.clone())
+                (h, c)
             }
             None => {
                 let z = Tensor::zeros([b, self.hidden_size], x.device())?;
