@@ -612,7 +612,8 @@ fn composed(ts: &[Tensor]) -> Outs {
 }
 
 /// Steps with B·H >= 2048 cells are split across threads by hidden units (H = 131 splits
-/// unevenly); forward and every gradient must still match the composed reference.
+/// unevenly; H = 256 keeps one threaded matmul per step and splits only the cells); forward
+/// and every gradient must still match the composed reference.
 #[test]
 fn threaded_steps_match_composed_ops() {
     let cpu = Device::cpu();
@@ -628,6 +629,12 @@ fn threaded_steps_match_composed_ops() {
             b: 64,
             i: 3,
             h: 32,
+        },
+        Sz {
+            t: 2,
+            b: 8,
+            i: 3,
+            h: 256,
         },
     ] {
         let vals = inputs(s, 300);

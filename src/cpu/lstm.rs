@@ -176,6 +176,17 @@ fn parts(d: Dims) -> usize {
     }
 }
 
+/// `(parts, split)`: the slices of hidden units a step's cells are split into, and whether
+/// each slice also does its own gate-column matmuls. A slice's matmul `[B, H]×[H, n]` is split
+/// only while it stays below matrixmultiply's threading threshold (`m·k + k·n < 2·2^14`, see
+/// its `LoopThreadConfig`), so sgemm's own threads never nest inside rayon's; larger steps
+/// (H = 512) do one matmul per step, threaded by sgemm, then the cells in parallel.
+fn plan(d: Dims) -> (usize, bool) {
+    let parts = parts(d);
+    let split = parts > 1 && d.b * d.h + d.h * d.h.div_ceil(parts) < 2 << 14;
+    (parts, split)
+}
+
 /// Runs `f(j0, j1)` over `parts` contiguous ranges of `h` hidden units (in parallel if > 1).
 fn for_units(h: usize, parts: usize, f: impl Fn(usize, usize) + Sync + Send) {
     if parts <= 1 {
@@ -274,6 +285,7 @@ unsafe fn step_forward(
     h0: &[f32],
     w_hh: &[f32],
     (gates, cs, out): (Ptr, Ptr, Ptr),
+    (do_gemm, do_cells): (bool, bool),
 ) {
     let (nb, nh, n) = (d.b, d.h, j1 - j0);
     let (g, bh) = (4 * nh, d.b * d.h);
@@ -283,10 +295,10 @@ unsafe fn step_forward(
         out.at((s - 1) * bh)
     };
     let z = Ptr(gates.at(s * nb * g));
-    if n == nh {
+    if do_gemm && n == nh {
         let w = w_hh.as_ptr();
         gemm_raw((nb, nh, g), hprev, (nh, 1), w, (1, nh), 1.0, z.0, g);
-    } else {
+    } else if do_gemm {
         for q in 0..4 {
             let w = w_hh.as_ptr().add((q * nh + j0) * nh);
             gemm_raw(
@@ -300,6 +312,9 @@ unsafe fn step_forward(
                 g,
             );
         }
+    }
+    if !do_cells {
+        return;
     }
     for r in 0..nb {
         let zr = |q: usize| z.slice(r * g + q * nh + j0, n);
@@ -317,6 +332,7 @@ unsafe fn step_forward(
 ///
 /// # Safety
 /// As [`step_forward`]: `dz [T, B, G]`, `dc`, `dh [B, H]`; disjoint unit ranges per call.
+#[allow(clippy::too_many_arguments)]
 unsafe fn step_backward(
     d: Dims,
     (j0, j1): (usize, usize),
@@ -325,14 +341,15 @@ unsafe fn step_backward(
     w_hh: &[f32],
     (a, c, cp): (&[f32], &[f32], &[f32]),
     (dz, dc, dh): (Ptr, Ptr, Ptr),
+    (do_gemm, do_cells): (bool, bool),
 ) {
     let (nb, nh, n) = (d.b, d.h, j1 - j0);
     let g = 4 * nh;
-    for r in 0..nb {
+    for r in (0..nb).filter(|_| do_gemm) {
         dh.slice(r * nh + j0, n)
             .copy_from_slice(&dy_t[r * nh + j0..r * nh + j1]);
     }
-    if s + 1 < d.t {
+    if do_gemm && s + 1 < d.t {
         let dzn: *const f32 = dz.at((s + 1) * nb * g);
         if n == nh {
             let w = w_hh.as_ptr();
@@ -352,6 +369,9 @@ unsafe fn step_backward(
                 );
             }
         }
+    }
+    if !do_cells {
+        return;
     }
     let dzs = Ptr(dz.at(s * nb * g));
     for r in 0..nb {
@@ -410,17 +430,21 @@ pub(crate) fn forward(
     let mut cs = alloc::take((nt + 1) * bh);
     cs[..bh].copy_from_slice(c0);
     let mut out = alloc::take((nt + 1) * bh);
-    let parts = parts(d);
+    let (parts, split) = plan(d);
     let (zp, cp, hp) = (
         Ptr(gates.as_mut_ptr()),
         Ptr(cs.as_mut_ptr()),
         Ptr(out.as_mut_ptr()),
     );
     for s in 0..nt {
+        if !split {
+            // SAFETY: as below, on one thread, for all units.
+            unsafe { step_forward(d, (0, nh), s, h0, w_hh, (zp, cp, hp), (true, false)) }
+        }
         for_units(nh, parts, |j0, j1| {
             // SAFETY: gates has T·B·G elements, cs and out (T + 1)·B·H; this call writes only
             // units j0..j1 of step s (gates, c_s+1, h_s) and reads h_{s-1}, c_s, written before.
-            unsafe { step_forward(d, (j0, j1), s, h0, w_hh, (zp, cp, hp)) }
+            unsafe { step_forward(d, (j0, j1), s, h0, w_hh, (zp, cp, hp), (split, true)) }
         });
     }
     out[nt * bh..].copy_from_slice(&cs[nt * bh..]);
@@ -452,7 +476,7 @@ pub(crate) fn backward(
     let mut dz = alloc::take(nt * bg);
     let mut dc = dy[nt * bh..].to_vec();
     let mut dh = vec![0.0f32; bh];
-    let parts = parts(d);
+    let (parts, split) = plan(d);
     let (dzp, dcp, dhp) = (
         Ptr(dz.as_mut_ptr()),
         Ptr(dc.as_mut_ptr()),
@@ -462,10 +486,15 @@ pub(crate) fn backward(
         let a = &gates[s * bg..(s + 1) * bg];
         let (cp, c) = (&cs[s * bh..(s + 1) * bh], &cs[(s + 1) * bh..(s + 2) * bh]);
         let dy_t = &dy[s * bh..(s + 1) * bh];
+        let bufs = (dzp, dcp, dhp);
+        if !split {
+            // SAFETY: as below, on one thread, for all units.
+            unsafe { step_backward(d, (0, nh), s, dy_t, w_hh, (a, c, cp), bufs, (true, false)) }
+        }
         for_units(nh, parts, |j0, j1| {
             // SAFETY: dz has T·B·G elements, dh and dc B·H; this call writes only units
             // j0..j1 of step s (dz) and of dh/dc, and reads dz of step s + 1, written before.
-            unsafe { step_backward(d, (j0, j1), s, dy_t, w_hh, (a, c, cp), (dzp, dcp, dhp)) }
+            unsafe { step_backward(d, (j0, j1), s, dy_t, w_hh, (a, c, cp), bufs, (split, true)) }
         });
     }
     // dh0 = dz_0·W_hh
