@@ -47,6 +47,7 @@ impl Op {
             Op::Where(c, a, b) => vec![c, a, b],
             Op::Cat(ts, _) => ts.iter().collect(),
             Op::Attention { q, k, v, mask, .. } => [q, k, v].into_iter().chain(mask).collect(),
+            Op::Lstm(s) => s.inputs().to_vec(),
         }
     }
 }
@@ -352,6 +353,7 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             y,
             dy,
         ),
+        Op::Lstm(s) => crate::ops::lstm_backward(s, y, dy),
     }
 }
 

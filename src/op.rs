@@ -282,6 +282,9 @@ pub(crate) enum Op {
         causal: bool,
         scale: f32,
     },
+    /// One LSTM layer over a whole sequence (`Tensor::lstm`): its seven inputs and the gate
+    /// activations and cell states the backward pass reads.
+    Lstm(Box<crate::ops::LstmSaved>),
 }
 
 /// Abramowitz & Stegun 7.1.26, |error| < 1.5e-7 — the same formula the WGSL GELU uses.

@@ -5,6 +5,7 @@ pub(crate) mod attention;
 pub mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod index;
+pub(crate) mod lstm;
 pub(crate) mod matmul;
 pub(crate) mod pool;
 pub(crate) mod reduce;

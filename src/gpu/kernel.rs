@@ -32,6 +32,16 @@ shader!(OPTIM, "optim");
 shader!(POOL, "pool");
 shader!(CONV, "conv");
 shader!(ATTENTION, "attention");
+shader!(LSTM, "lstm");
+
+/// Dispatches recorded since the process started (all devices), for benches and tests.
+static DISPATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The number of compute dispatches recorded so far by this process, on every GPU device (one
+/// relaxed atomic add per launch). Take the difference around a region to count its dispatches.
+pub fn dispatch_count() -> u64 {
+    DISPATCHES.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
@@ -114,6 +124,7 @@ impl GpuContext {
     /// Records one dispatch into the pending encoder. Nothing waits here.
     pub(crate) fn launch(&self, l: Launch<'_>) -> Result<()> {
         use wgpu::util::DeviceExt;
+        DISPATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pipeline = self.pipeline(l.shader, l.entry, l.constants)?;
         let uniform = self
             .device

@@ -7,6 +7,7 @@ pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod kernel;
+pub(crate) mod lstm;
 pub(crate) mod matmul;
 pub(crate) mod optim;
 pub(crate) mod pool;
@@ -15,3 +16,4 @@ pub(crate) mod softmax;
 
 pub use buffer::PoolStats;
 pub use context::{adapters, AdapterSummary, GpuContext};
+pub use kernel::dispatch_count;

@@ -6,11 +6,13 @@ pub mod functional;
 pub mod init;
 mod linear;
 pub mod loss;
+mod lstm;
 mod pool;
 
 pub use conv::Conv2d;
 pub use dropout::Dropout;
 pub use linear::Linear;
+pub use lstm::{Lstm, LstmCell, LstmConfig, LstmState};
 pub use pool::{AvgPool2d, MaxPool2d};
 
 use crate::{Result, Tensor};

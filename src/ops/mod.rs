@@ -4,6 +4,7 @@
 mod conv;
 mod elementwise;
 mod index;
+mod lstm;
 mod matmul;
 mod pool;
 mod reduce;
@@ -13,4 +14,5 @@ mod view;
 pub(crate) use conv::col2im;
 pub(crate) use elementwise::alloc_like;
 pub(crate) use index::{gather_backward, index_select_backward};
+pub(crate) use lstm::{lstm_backward, LstmSaved};
 pub(crate) use pool::pool2d_backward;

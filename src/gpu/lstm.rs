@@ -1,0 +1,152 @@
+//! Launchers for `shaders/lstm.wgsl`: one LSTM layer over a sequence, forward and backward
+//! through time, as per-step pairs of (matmul, fused cell) dispatches.
+
+use super::buffer::{self, GpuBuffer};
+use super::kernel::{Launch, LSTM};
+use crate::cpu::lstm::Dims;
+use crate::cpu::matmul::Mkn;
+use crate::op::UnaryOp;
+use crate::shape::{Layout, Shape};
+use crate::Result;
+use std::sync::Arc;
+
+/// `Params` in `shaders/lstm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    hidden: u32,
+    t: u32,
+    steps: u32,
+    dy_off: u32,
+    bi_off: u32,
+    bh_off: u32,
+    _pad: u32,
+}
+
+const WG: usize = 64;
+
+/// A buffer and the element offset where a dense tensor starts in it.
+pub(crate) type At<'a> = (&'a GpuBuffer, usize);
+
+/// A dense `[rows, cols]` matrix at `off`, or its transpose when `trans`.
+fn matrix(rows: usize, cols: usize, off: usize, trans: bool) -> Layout {
+    let mut l = Layout::contiguous(Shape::from([rows, cols]));
+    l.offset = off;
+    if trans {
+        l.transpose(0, 1)
+    } else {
+        l
+    }
+}
+
+fn cell(entry: &'static str, d: Dims, t: usize, p: Params, buffers: &[&GpuBuffer]) -> Result<()> {
+    let ctx = buffers[0].ctx();
+    let params = Params {
+        batch: d.b as u32,
+        hidden: d.h as u32,
+        t: t as u32,
+        steps: d.t as u32,
+        ..p
+    };
+    let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| b.raw()).collect();
+    ctx.launch(Launch {
+        shader: &LSTM,
+        entry,
+        constants: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &raw,
+        grid: ctx.grid_1d((d.b * d.h).div_ceil(WG), entry)?,
+    })
+}
+
+/// The recurrence of one layer: `zx [T, B, G]` = X·W_ihᵀ (no bias) is given; per step one
+/// matmul `h_{t-1}·W_hhᵀ` and one fused cell dispatch. Returns `(out [T + 1, B, H], gates
+/// [T, B, G], cs [T + 1, B, H])` as `cpu::lstm::forward` defines them.
+pub(crate) fn forward(
+    d: Dims,
+    zx: &GpuBuffer,
+    h0: At<'_>,
+    c0: At<'_>,
+    w_hh: At<'_>,
+    b_ih: At<'_>,
+    b_hh: At<'_>,
+) -> Result<[Arc<GpuBuffer>; 3]> {
+    const OP: &str = "lstm";
+    let ctx = zx.ctx();
+    let (bh, g) = (d.b * d.h, 4 * d.h);
+    let out = buffer::alloc(ctx, (d.t + 1) * bh, OP, &[d.t + 1, d.b, d.h])?;
+    let gates = buffer::alloc(ctx, d.t * d.b * g, OP, &[d.t, d.b, g])?;
+    let cs = buffer::alloc(ctx, (d.t + 1) * bh, OP, &[d.t + 1, d.b, d.h])?;
+    let hw = buffer::alloc(ctx, d.b * g, OP, &[d.b, g])?;
+    super::elementwise::unary(
+        UnaryOp::Copy,
+        (c0.0, &matrix(d.b, d.h, c0.1, false)),
+        (&cs, &matrix(d.b, d.h, 0, false)),
+    )?;
+    let w_t = matrix(g, d.h, w_hh.1, true);
+    let mkn = Mkn {
+        m: d.b,
+        k: d.h,
+        n: g,
+    };
+    let p = Params {
+        bi_off: b_ih.1 as u32,
+        bh_off: b_hh.1 as u32,
+        ..Default::default()
+    };
+    for t in 0..d.t {
+        let (hb, ha) = if t == 0 {
+            (h0.0, matrix(d.b, d.h, h0.1, false))
+        } else {
+            (&*out, matrix(d.b, d.h, (t - 1) * bh, false))
+        };
+        super::matmul::matmul((hb, &ha), (w_hh.0, &w_t), &hw, mkn, None)?;
+        cell(
+            "lstm_forward",
+            d,
+            t,
+            p,
+            &[&gates, &cs, &out, zx, &hw, b_ih.0, b_hh.0],
+        )?;
+    }
+    Ok([out, gates, cs])
+}
+
+/// Backward through time of the recurrence: `dy [T + 1, B, H]` (at `dy.1`) is the gradient of
+/// the packed result. Per step one fused cell-backward dispatch and one matmul
+/// `dz_t·W_hh`. Returns `(dz [T, B, G], dh0 [B, H], dc0 [B, H])`; the weight and input
+/// gradients are large matmuls over `dz` that the caller does.
+pub(crate) fn backward(
+    d: Dims,
+    dy: At<'_>,
+    gates: &GpuBuffer,
+    cs: &GpuBuffer,
+    w_hh: At<'_>,
+) -> Result<[Arc<GpuBuffer>; 3]> {
+    const OP: &str = "lstm backward";
+    let ctx = gates.ctx();
+    let (bh, g) = (d.b * d.h, 4 * d.h);
+    let dz = buffer::alloc(ctx, d.t * d.b * g, OP, &[d.t, d.b, g])?;
+    let dc = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
+    // Not read at the last step (the kernel starts the carries from dy), but bound.
+    let mut dh = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
+    let w = matrix(g, d.h, w_hh.1, false);
+    let mkn = Mkn {
+        m: d.b,
+        k: g,
+        n: d.h,
+    };
+    let p = Params {
+        dy_off: dy.1 as u32,
+        ..Default::default()
+    };
+    for t in (0..d.t).rev() {
+        cell("lstm_backward", d, t, p, &[&dz, &dc, &dh, dy.0, gates, cs])?;
+        let next = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
+        let a = matrix(d.b, g, t * d.b * g, false);
+        super::matmul::matmul((&dz, &a), (w_hh.0, &w), &next, mkn, None)?;
+        dh = next;
+    }
+    Ok([dz, dh, dc])
+}
