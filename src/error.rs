@@ -105,6 +105,20 @@ pub enum Error {
         /// What was wrong.
         msg: String,
     },
+    /// The host could not allocate memory for a tensor (PyTorch's out-of-memory error).
+    OutOfMemory {
+        /// The op that was called.
+        op: &'static str,
+        /// Bytes asked for.
+        bytes: u64,
+    },
+    /// A shape's element count (or its size in bytes) overflows the address space.
+    Overflow {
+        /// The op that was called.
+        op: &'static str,
+        /// The shape that was asked for.
+        shape: Vec<usize>,
+    },
 }
 
 impl Error {
@@ -144,7 +158,7 @@ impl fmt::Display for Error {
             Error::ElementCount { op, shape, len } => write!(
                 f,
                 "{op}: shape {shape:?} needs {} elements but {len} were given",
-                shape.iter().product::<usize>()
+                crate::Shape::from(shape.as_slice()).numel()
             ),
             Error::Empty { op, shape } => {
                 write!(f, "{op}: tensor of shape {shape:?} has no elements")
@@ -163,6 +177,13 @@ impl fmt::Display for Error {
             Error::Gpu(msg) => write!(f, "GPU error: {msg}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::Format { what, msg } => write!(f, "{what}: {msg}"),
+            Error::OutOfMemory { op, bytes } => {
+                write!(f, "{op}: out of memory allocating {bytes} bytes on the host")
+            }
+            Error::Overflow { op, shape } => write!(
+                f,
+                "{op}: the element count of shape {shape:?} overflows the address space"
+            ),
         }
     }
 }

@@ -13,6 +13,7 @@ impl Tensor {
     /// [`Tensor::reshape_infer`] for a `-1` dimension.
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
+        shape.check_numel("reshape")?;
         if shape.numel() != self.numel() {
             return Err(Error::ShapeMismatch {
                 op: "reshape",
@@ -241,15 +242,16 @@ impl Tensor {
                     rhs: t.dims().to_vec(),
                 });
             }
-            total += t.dims()[d];
+            total = usize::checked_add(total, t.dims()[d]).unwrap_or(usize::MAX);
         }
         let mut dims = first.dims().to_vec();
         dims[d] = total;
         let shape = Shape::new(dims);
+        shape.check_numel(OP)?;
         let out_layout = Layout::contiguous(shape.clone());
         let storage = match first.storage() {
             Storage::Cpu(_) => {
-                let mut out = vec![0.0; shape.numel()];
+                let mut out = cpu::alloc::try_zeroed(shape.numel(), OP)?;
                 let mut start = 0;
                 for t in tensors {
                     let Storage::Cpu(src) = t.storage() else {
