@@ -119,6 +119,13 @@ pub enum Error {
         /// The shape that was asked for.
         shape: Vec<usize>,
     },
+    /// The GPU device was lost, or raised an error earlier: no op can run on it any more.
+    DeviceLost {
+        /// The op that was called.
+        op: &'static str,
+        /// What happened to the device first.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -180,6 +187,10 @@ impl fmt::Display for Error {
             Error::OutOfMemory { op, bytes } => {
                 write!(f, "{op}: out of memory allocating {bytes} bytes on the host")
             }
+            Error::DeviceLost { op, reason } => write!(
+                f,
+                "{op}: the GPU device is unusable ({reason}); open a new device or restart"
+            ),
             Error::Overflow { op, shape } => write!(
                 f,
                 "{op}: the element count of shape {shape:?} overflows the address space"

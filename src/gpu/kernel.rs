@@ -113,6 +113,7 @@ impl GpuContext {
     /// Records one dispatch into the pending encoder. Nothing waits here.
     pub(crate) fn launch(&self, l: Launch<'_>) -> Result<()> {
         use wgpu::util::DeviceExt;
+        self.check_alive(l.entry)?;
         let pipeline = self.pipeline(l.shader, l.entry, l.constants)?;
         let uniform = self
             .device

@@ -12,5 +12,5 @@ mod view;
 
 pub(crate) use conv::col2im;
 pub(crate) use elementwise::alloc_like;
-pub(crate) use index::{gather_backward, index_select_backward};
+pub(crate) use index::{gather_backward, index_select_backward, one_hot_gpu};
 pub(crate) use pool::pool2d_backward;
