@@ -119,6 +119,15 @@ pub enum Error {
         /// The shape that was asked for.
         shape: Vec<usize>,
     },
+    /// Anomaly mode found a NaN or an infinity (see `wgml::set_detect_anomaly`).
+    NonFinite {
+        /// `forward` or `backward`.
+        phase: &'static str,
+        /// The op and the shapes it read.
+        op: String,
+        /// Which tensor, and how many values are not finite.
+        detail: String,
+    },
     /// The GPU device was lost, or raised an error earlier: no op can run on it any more.
     DeviceLost {
         /// The op that was called.
@@ -187,6 +196,10 @@ impl fmt::Display for Error {
             Error::OutOfMemory { op, bytes } => {
                 write!(f, "{op}: out of memory allocating {bytes} bytes on the host")
             }
+            Error::NonFinite { phase, op, detail } => write!(
+                f,
+                "anomaly: the {phase} of {op} produced non-finite values: {detail}"
+            ),
             Error::DeviceLost { op, reason } => write!(
                 f,
                 "{op}: the GPU device is unusable ({reason}); open a new device or restart"

@@ -77,7 +77,8 @@ impl Tensor {
     ) -> Tensor {
         let requires_grad = op.as_ref().is_some_and(crate::backprop::op_needs_grad)
             && crate::backprop::grad_enabled();
-        Tensor(Arc::new(TensorInner {
+        let anomaly = crate::anomaly::forward_label(op.as_ref());
+        let t = Tensor(Arc::new(TensorInner {
             id: TensorId::new(),
             storage,
             layout,
@@ -85,7 +86,9 @@ impl Tensor {
             device,
             op: if requires_grad { op } else { None },
             requires_grad,
-        }))
+        }));
+        crate::anomaly::check_forward(&t, anomaly);
+        t
     }
 
     /// A new contiguous tensor on `device` holding `storage`.

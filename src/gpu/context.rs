@@ -256,6 +256,12 @@ impl GpuContext {
         set_fatal(&self.fatal, why.to_string());
     }
 
+    /// Destroys the wgpu device, as a driver reset would (for tests of the device-lost path).
+    #[doc(hidden)]
+    pub fn destroy_for_test(&self) {
+        self.device.destroy();
+    }
+
     /// The device error buffer index-consuming kernels bind (see `shaders/index.wgsl`).
     pub(crate) fn index_error_buffer(&self) -> &wgpu::Buffer {
         &self.index_errors
