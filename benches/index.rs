@@ -22,7 +22,10 @@ fn gpu(c: &mut Criterion) {
         }
     };
     let spec = std::env::var(SIZES_ENV).unwrap_or_else(|_| "8,32,65,32".into());
-    let s: Vec<usize> = spec.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let s: Vec<usize> = spec
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let [b, t, v, d] = s[..] else {
         panic!("{SIZES_ENV} must be batch,seq,vocab,dim, got {spec:?}");
     };
@@ -43,7 +46,10 @@ fn gpu(c: &mut Criterion) {
         .unwrap()
         .requires_grad();
     let step = || -> f32 {
-        let x = emb.embedding(&tok).unwrap().add(&pemb.embedding(&pos).unwrap());
+        let x = emb
+            .embedding(&tok)
+            .unwrap()
+            .add(&pemb.embedding(&pos).unwrap());
         let logits = x.unwrap().reshape([n, d]).unwrap().matmul(&w).unwrap();
         let loss = nn::loss::cross_entropy(&logits, &tgt).unwrap();
         let grads = loss.backward().unwrap();
@@ -64,7 +70,11 @@ fn gpu(c: &mut Criterion) {
             e
         })
     });
-    println!("index_gpu {id}: {:.3} ms/step on {}", best.get() * 1e3, dev.name());
+    println!(
+        "index_gpu {id}: {:.3} ms/step on {}",
+        best.get() * 1e3,
+        dev.name()
+    );
 }
 
 criterion_group! {

@@ -67,7 +67,11 @@ fn label(op: &Op) -> Option<String> {
         #[allow(unreachable_patterns)] // ops added later get a generic name until listed here
         _ => "op".into(),
     };
-    let inputs: Vec<String> = op.parents().iter().map(|p| format!("{:?}", p.dims())).collect();
+    let inputs: Vec<String> = op
+        .parents()
+        .iter()
+        .map(|p| format!("{:?}", p.dims()))
+        .collect();
     Some(format!("{name} of inputs {}", inputs.join(", ")))
 }
 

@@ -500,7 +500,8 @@ impl ConvGeom {
         }
         Shape::from([input[0], weight[0], out[0], out[1]]).check_numel(op)?;
         // The column matrix of the im2col path.
-        Shape::from([input[0], input[1] * weight[2] * weight[3], out[0], out[1]]).check_numel(op)?;
+        Shape::from([input[0], input[1] * weight[2] * weight[3], out[0], out[1]])
+            .check_numel(op)?;
         Ok(ConvGeom {
             n: input[0],
             c: input[1],

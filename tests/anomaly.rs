@@ -6,7 +6,9 @@ mod common;
 use wgml::{detect_anomaly, set_detect_anomaly, Device, Error, Tensor};
 
 fn devices() -> Vec<Device> {
-    std::iter::once(Device::cpu()).chain(common::gpu()).collect()
+    std::iter::once(Device::cpu())
+        .chain(common::gpu())
+        .collect()
 }
 
 #[test]
@@ -35,7 +37,16 @@ fn forward_nan_names_the_op() {
         let loss = x.log().unwrap().sum_all().unwrap();
         let e = loss.backward().unwrap_err();
         set_detect_anomaly(false);
-        assert!(matches!(e, Error::NonFinite { phase: "forward", .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Error::NonFinite {
+                    phase: "forward",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         // Off: no check, the NaN flows through.
         let loss = x.log().unwrap().sum_all().unwrap();
         assert!(loss.item().unwrap().is_nan());
@@ -69,6 +80,9 @@ fn backward_inf_names_the_op() {
             .requires_grad();
         let g = detect_anomaly(|| x.sqrt()?.sum_all()?.backward()).unwrap();
         let gx = g.get(&x).unwrap().to_vec().unwrap();
-        assert!((gx[0] - 0.5).abs() < 1e-6 && (gx[1] - 0.25).abs() < 1e-6, "{gx:?}");
+        assert!(
+            (gx[0] - 0.5).abs() < 1e-6 && (gx[1] - 0.25).abs() < 1e-6,
+            "{gx:?}"
+        );
     }
 }

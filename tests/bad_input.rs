@@ -29,7 +29,10 @@ fn err_of(what: &str, r: Result<Tensor>) -> Error {
         Err(e) => e,
         Ok(t) => match t.to_vec() {
             Err(e) => e,
-            Ok(v) => panic!("{what}: expected an error, got a result of shape {:?}: {v:?}", t.dims()),
+            Ok(v) => panic!(
+                "{what}: expected an error, got a result of shape {:?}: {v:?}",
+                t.dims()
+            ),
         },
     }
 }
@@ -88,8 +91,14 @@ fn overflowing_shapes() {
         is_overflow(&Tensor::zeros(over, &dev).unwrap_err(), "zeros");
         is_overflow(&Tensor::ones(over, &dev).unwrap_err(), "full");
         is_overflow(&Tensor::rand(over, 0, &dev).unwrap_err(), "rand");
-        is_overflow(&Tensor::from_vec(vec![], over, &dev).unwrap_err(), "from_vec");
-        is_overflow(&Tensor::from_indices(&[], over, &dev).unwrap_err(), "from_indices");
+        is_overflow(
+            &Tensor::from_vec(vec![], over, &dev).unwrap_err(),
+            "from_vec",
+        );
+        is_overflow(
+            &Tensor::from_indices(&[], over, &dev).unwrap_err(),
+            "from_indices",
+        );
         is_overflow(
             &Tensor::arange(0.0, f32::MAX, 1e-30, &dev).unwrap_err(),
             "arange",
@@ -128,9 +137,17 @@ fn indices_out_of_range() {
                 "{dev:?} {op}: {e:?}"
             );
             let msg = e.to_string();
-            assert!(msg.contains(op) && msg.contains(&index.to_string()), "{msg}");
+            assert!(
+                msg.contains(op) && msg.contains(&index.to_string()),
+                "{msg}"
+            );
         };
-        check(err_of("index_select", table.index_select(0, &bad)), "index_select", 7, 5);
+        check(
+            err_of("index_select", table.index_select(0, &bad)),
+            "index_select",
+            7,
+            5,
+        );
         check(
             err_of("index_select dim 1", table.index_select(1, &bad)),
             "index_select",
@@ -173,7 +190,10 @@ fn labels_out_of_range() {
                 "{dev:?} {op}: {e:?}"
             );
         };
-        check(err_of("cross_entropy", cross_entropy(&logits, &labels)), "cross_entropy");
+        check(
+            err_of("cross_entropy", cross_entropy(&logits, &labels)),
+            "cross_entropy",
+        );
         check(err_of("one_hot", one_hot(&labels, 4)), "one_hot");
         // The loss's item() is the read-back that reports it on the GPU.
         if dev.is_gpu() {
@@ -189,7 +209,11 @@ fn labels_out_of_range() {
         let l = cross_entropy(&logits, &good).unwrap().item().unwrap();
         assert!((l - 4f32.ln()).abs() < 1e-5, "{dev:?}: {l}");
         let oh = one_hot(&good, 4).unwrap().to_vec().unwrap();
-        assert_eq!(oh, [0., 1., 0., 0., 0., 0., 0., 1., 1., 0., 0., 0.], "{dev:?}");
+        assert_eq!(
+            oh,
+            [0., 1., 0., 0., 0., 0., 0., 1., 1., 0., 0., 0.],
+            "{dev:?}"
+        );
     }
 }
 
@@ -200,7 +224,10 @@ fn shape_mismatches() {
         let a = Tensor::zeros([2, 3], &dev).unwrap();
         let b = Tensor::zeros([4, 5], &dev).unwrap();
         let mm = |e: Error, op: &str| {
-            assert!(matches!(e, Error::ShapeMismatch { op: o, .. } if o == op), "{dev:?}: {e:?}");
+            assert!(
+                matches!(e, Error::ShapeMismatch { op: o, .. } if o == op),
+                "{dev:?}: {e:?}"
+            );
         };
         mm(a.add(&b).unwrap_err(), "add");
         mm(a.matmul(&b).unwrap_err(), "matmul");
@@ -210,7 +237,10 @@ fn shape_mismatches() {
         mm(cross_entropy(&a, &labels).unwrap_err(), "cross_entropy");
         let x = Tensor::zeros([1, 3, 5, 5], &dev).unwrap();
         let w = Tensor::zeros([2, 2, 3, 3], &dev).unwrap();
-        mm(x.conv2d(&w, None, Conv2dConfig::default()).unwrap_err(), "conv2d");
+        mm(
+            x.conv2d(&w, None, Conv2dConfig::default()).unwrap_err(),
+            "conv2d",
+        );
         let e = a.sum(2, false).unwrap_err();
         assert!(matches!(e, Error::DimOutOfRange { dim: 2, .. }), "{e:?}");
         let e = Tensor::from_vec(vec![1.0; 5], [2, 3], &dev).unwrap_err();
@@ -225,19 +255,31 @@ fn device_and_dtype_mistakes() {
         let x = Tensor::zeros([3, 2], &dev).unwrap();
         let idx = Tensor::from_indices(&[0, 1], 2, &dev).unwrap();
         let dt = |e: Error, op: &str| {
-            assert!(matches!(e, Error::DType { op: o, .. } if o == op), "{dev:?}: {e:?}");
+            assert!(
+                matches!(e, Error::DType { op: o, .. } if o == op),
+                "{dev:?}: {e:?}"
+            );
         };
         dt(idx.exp().unwrap_err(), "unary");
         dt(x.embedding(&x).unwrap_err(), "embedding");
         dt(x.index_select(0, &x).unwrap_err(), "index_select");
-        dt(x.matmul(&idx.reshape([2, 1]).unwrap()).unwrap_err(), "matmul");
+        dt(
+            x.matmul(&idx.reshape([2, 1]).unwrap()).unwrap_err(),
+            "matmul",
+        );
         dt(one_hot(&x, 3).unwrap_err(), "one_hot");
-        dt(cross_entropy(&x, &x.sum(1, false).unwrap()).unwrap_err(), "cross_entropy");
+        dt(
+            cross_entropy(&x, &x.sum(1, false).unwrap()).unwrap_err(),
+            "cross_entropy",
+        );
         if let Some(g) = gpu().filter(|_| dev.is_cpu()) {
             let y = Tensor::zeros([3, 2], &g).unwrap();
             let gi = Tensor::from_indices(&[0, 1], 2, &g).unwrap();
             let dm = |e: Error, op: &str| {
-                assert!(matches!(e, Error::DeviceMismatch { op: o, .. } if o == op), "{e:?}");
+                assert!(
+                    matches!(e, Error::DeviceMismatch { op: o, .. } if o == op),
+                    "{e:?}"
+                );
             };
             dm(x.add(&y).unwrap_err(), "add");
             dm(x.matmul(&y.t().unwrap()).unwrap_err(), "matmul");

@@ -17,7 +17,9 @@ fn lost(what: &str, e: Error) {
 #[test]
 fn every_op_after_a_device_loss_is_an_error() {
     let Some(dev) = common::gpu() else { return };
-    let Device::Gpu(ctx) = &dev else { unreachable!() };
+    let Device::Gpu(ctx) = &dev else {
+        unreachable!()
+    };
     // Work recorded before the loss, read after it.
     let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], [2, 2], &dev).unwrap();
     let b = a.matmul(&a).unwrap();
@@ -26,12 +28,24 @@ fn every_op_after_a_device_loss_is_an_error() {
     // The first report may be the raw wgpu error; every later one is DeviceLost.
     let _ = dev.synchronize();
     let e = dev.synchronize().unwrap_err();
-    assert!(matches!(e, Error::DeviceLost { op: "synchronize", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::DeviceLost {
+                op: "synchronize",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("unusable"), "{e}");
     lost("to_vec", b.to_vec().unwrap_err());
     lost("item", b.sum_all().and_then(|s| s.item()).unwrap_err());
     lost("zeros", Tensor::zeros([3], &dev).unwrap_err());
-    lost("from_vec", Tensor::from_vec(vec![1.0], [1], &dev).unwrap_err());
+    lost(
+        "from_vec",
+        Tensor::from_vec(vec![1.0], [1], &dev).unwrap_err(),
+    );
     lost("add", a.add(&a).unwrap_err());
     lost("matmul", a.matmul(&a).unwrap_err());
     lost("softmax", a.softmax().unwrap_err());

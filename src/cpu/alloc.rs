@@ -83,7 +83,13 @@ pub(crate) fn reserve(n: usize, op: &'static str) -> Result<()> {
     if n < MIN_LEN {
         return Ok(());
     }
-    if pool().lock().unwrap().free.get(&n).is_some_and(|l| !l.is_empty()) {
+    if pool()
+        .lock()
+        .unwrap()
+        .free
+        .get(&n)
+        .is_some_and(|l| !l.is_empty())
+    {
         return Ok(());
     }
     let v = try_zeroed(n, op)?;

@@ -89,6 +89,7 @@ impl Tensor {
         let mut dims = self.dims().to_vec();
         dims[d] = indices.numel();
         let shape = Shape::new(dims);
+        shape.check_numel(op)?;
         let li = spread(indices.layout(), &shape, d);
         let storage = self.gather_storage(indices, &li, d, op)?;
         Ok(Tensor::from_storage(
