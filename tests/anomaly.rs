@@ -65,7 +65,9 @@ fn backward_inf_names_the_op() {
             let loss = x.sqrt()?.mul_scalar(3.0)?.sum_all()?;
             loss.backward()
         });
-        let e = r.err().expect("an anomaly");
+        let Err(e) = r else {
+            panic!("{dev:?}: expected an anomaly")
+        };
         match &e {
             Error::NonFinite { phase, op, detail } => {
                 assert_eq!(*phase, "backward", "{e}");
