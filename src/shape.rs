@@ -377,16 +377,18 @@ impl Pool2d {
             if k == 0 || s == 0 {
                 return Err(bad("kernel and stride must be positive".into()));
             }
-            if 2 * p > k {
+            if p > k / 2 {
                 return Err(bad(format!("padding {p} exceeds half the kernel {k}")));
             }
-            if n + 2 * p < k {
+            let Some(padded) = p.checked_mul(2).and_then(|x| x.checked_add(n)) else {
+                return Err(bad("padding overflows".into()));
+            };
+            if padded < k {
                 return Err(bad(format!(
-                    "kernel {k} is larger than the padded input {}",
-                    n + 2 * p
+                    "kernel {k} is larger than the padded input {padded}"
                 )));
             }
-            let span = n + 2 * p - k;
+            let span = padded - k;
             let mut o = if self.ceil_mode {
                 span.div_ceil(s)
             } else {
@@ -489,19 +491,22 @@ impl ConvGeom {
                 cfg.padding[i],
                 cfg.dilation[i],
             );
-            let span = d * (k.max(1) - 1) + 1;
-            if k == 0 || n + 2 * p < span {
+            let (Some(span), Some(padded)) = (
+                d.checked_mul(k.max(1) - 1).and_then(|x| x.checked_add(1)),
+                p.checked_mul(2).and_then(|x| x.checked_add(n)),
+            ) else {
+                return Err(bad("padding or dilation overflows".into()));
+            };
+            if k == 0 || padded < span {
                 return Err(bad(format!(
-                    "kernel extent {span} is larger than the padded input {}",
-                    n + 2 * p
+                    "kernel extent {span} is larger than the padded input {padded}"
                 )));
             }
-            out[i] = (n + 2 * p - span) / s + 1;
+            out[i] = (padded - span) / s + 1;
         }
         Shape::from([input[0], weight[0], out[0], out[1]]).check_numel(op)?;
         // The column matrix of the im2col path.
-        Shape::from([input[0], input[1] * weight[2] * weight[3], out[0], out[1]])
-            .check_numel(op)?;
+        Shape::from([input[0], input[1], weight[2], weight[3], out[0], out[1]]).check_numel(op)?;
         Ok(ConvGeom {
             n: input[0],
             c: input[1],

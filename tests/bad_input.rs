@@ -289,3 +289,87 @@ fn device_and_dtype_mistakes() {
         }
     }
 }
+
+#[test]
+fn extreme_arguments() {
+    let _g = lock();
+    let m = usize::MAX;
+    for dev in devices() {
+        let x = Tensor::zeros([2, 3], &dev).unwrap();
+        assert!(x.narrow(0, m, 2).is_err());
+        assert!(x.narrow(0, 1, m).is_err());
+        assert!(x.slice(1, 2..m).is_err());
+        assert!(x.transpose(isize::MIN, isize::MAX).is_err());
+        assert!(x.unsqueeze(isize::MAX).is_err());
+        assert!(x.unsqueeze(isize::MIN).is_err());
+        assert!(x.squeeze(isize::MIN).is_err());
+        assert!(x.permute(&[m, 0]).is_err());
+        assert!(x.flatten(isize::MIN, isize::MAX).is_err());
+        assert!(x.reshape_infer(&[-1, isize::MAX]).is_err());
+        assert!(x.reshape_infer(&[isize::MIN, 2]).is_err());
+        assert!(x.sum(isize::MIN, false).is_err());
+        let img = Tensor::zeros([1, 1, 4, 4], &dev).unwrap();
+        let w = Tensor::zeros([1, 1, 3, 3], &dev).unwrap();
+        for cfg in [
+            Conv2dConfig {
+                padding: [m / 2, 0],
+                ..Conv2dConfig::default()
+            },
+            Conv2dConfig {
+                padding: [m, m],
+                ..Conv2dConfig::default()
+            },
+            Conv2dConfig {
+                dilation: [m, 1],
+                ..Conv2dConfig::default()
+            },
+            Conv2dConfig {
+                stride: [m, m],
+                ..Conv2dConfig::default()
+            },
+            Conv2dConfig {
+                groups: m,
+                ..Conv2dConfig::default()
+            },
+        ] {
+            let r = img.conv2d(&w, None, cfg);
+            if let Ok(t) = r {
+                t.to_vec().unwrap();
+            }
+        }
+        for p in [
+            wgml::Pool2d {
+                kernel: [m, m],
+                stride: [1, 1],
+                padding: [0, 0],
+                ceil_mode: false,
+            },
+            wgml::Pool2d {
+                kernel: [3, 3],
+                stride: [m, m],
+                padding: [1, 1],
+                ceil_mode: true,
+            },
+            wgml::Pool2d {
+                kernel: [m, 2],
+                stride: [1, 1],
+                padding: [m / 2, 0],
+                ceil_mode: true,
+            },
+        ] {
+            // Err or a valid result, never a panic.
+            for t in [img.max_pool2d(p), img.avg_pool2d(p)].into_iter().flatten() {
+                t.to_vec().unwrap();
+            }
+        }
+        assert!(Tensor::arange(0.0, 1e30, 1.0, &dev).is_err());
+        assert!(Tensor::arange(0.0, f32::INFINITY, 1.0, &dev).is_err());
+        let table = Tensor::zeros([3, 2], &dev).unwrap();
+        let idx = Tensor::from_indices(&[u32::MAX], 1, &dev).unwrap();
+        assert!(err_of("index u32::MAX", table.index_select(0, &idx))
+            .to_string()
+            .contains("4294967295"));
+        assert!(one_hot(&idx, m).is_err());
+        assert!(x.sum_to_shape(&wgml::Shape::from([m, m])).is_err());
+    }
+}

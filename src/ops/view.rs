@@ -32,11 +32,11 @@ impl Tensor {
 
     /// Reshape where one dimension may be `-1` (inferred from the others).
     pub fn reshape_infer(&self, dims: &[isize]) -> Result<Tensor> {
+        // Saturating: an overflowing product is rejected by `reshape`'s `check_numel`.
         let known: usize = dims
             .iter()
             .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
+            .fold(1usize, |acc, &d| acc.saturating_mul(d as usize));
         let unknown = dims.iter().filter(|&&d| d < 0).count();
         let bad = || {
             Error::invalid(
@@ -47,7 +47,8 @@ impl Tensor {
                 ),
             )
         };
-        if unknown > 1 || (unknown == 1 && (known == 0 || !self.numel().is_multiple_of(known))) {
+        let wrong = unknown > 1 || dims.iter().any(|&d| d < -1);
+        if wrong || (unknown == 1 && (known == 0 || !self.numel().is_multiple_of(known))) {
             return Err(bad());
         }
         let shape: Vec<usize> = dims
