@@ -373,3 +373,39 @@ fn extreme_arguments() {
         assert!(x.sum_to_shape(&wgml::Shape::from([m, m])).is_err());
     }
 }
+
+#[test]
+fn data_helpers_reject_bad_arguments() {
+    use wgml::data::{mnist::Split, text::CharCorpus};
+    let dev = Device::cpu();
+    let split = Split {
+        images: vec![0.5; 2 * 4],
+        labels: vec![1, 2],
+        rows: 2,
+        cols: 2,
+    };
+    let (x, y) = split.batch(&[1, 0], &dev).unwrap();
+    assert_eq!(
+        (x.dims(), y.to_vec_u32().unwrap()),
+        (&[2, 4][..], vec![2, 1])
+    );
+    for bad in [2, usize::MAX] {
+        let e = split.batch(&[0, bad], &dev).unwrap_err();
+        assert!(
+            matches!(e, Error::IndexOutOfRange { index, size: 2, .. } if index == bad),
+            "{e:?}"
+        );
+    }
+    // A split whose public fields disagree is an error too, not a slice panic.
+    let short = Split {
+        images: vec![0.5; 4],
+        ..split
+    };
+    assert!(short.batch(&[1], &dev).is_err());
+    let corpus = CharCorpus::from_text("hello world, hello", 1.0).unwrap();
+    let (vx, vy) = corpus.valid_windows(4);
+    assert!(vx.is_empty() && vy.is_empty());
+    let mut rng = wgml::rng::Rng::new(1);
+    assert!(corpus.random_windows(2, usize::MAX, &mut rng).is_err());
+    assert!(corpus.random_windows(usize::MAX, 2, &mut rng).is_err());
+}
