@@ -170,6 +170,12 @@ fn indices_out_of_range() {
                 .and_then(|t| t.sum_all()),
         );
         check(e, "embedding", 7, 5);
+        // The asynchronous read-back reports it too.
+        if dev.is_gpu() {
+            let t = table.gather(0, &g).unwrap();
+            let e = pollster::block_on(t.to_vec_async()).expect_err("to_vec_async must fail");
+            check(e, "gather", 9, 5);
+        }
         // After the error is reported, the device works on.
         let ok = table
             .index_select(0, &Tensor::from_indices(&[4], 1, &dev).unwrap())
