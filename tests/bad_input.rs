@@ -68,6 +68,13 @@ fn too_large_for_memory() {
         if dev.is_cpu() {
             expect(&view.to_vec().unwrap_err(), "to_vec");
         }
+        // A gather whose output is huge: rows of 2^30 (a broadcast view), 2^20 of them.
+        let table = Tensor::zeros([2, 1], &dev)
+            .unwrap()
+            .broadcast_to([2, 1 << 30])
+            .unwrap();
+        let idx = Tensor::from_indices(&vec![1; 1 << 20], 1 << 20, &dev).unwrap();
+        expect(&table.index_select(0, &idx).unwrap_err(), "index_select");
     }
     // The case on the GPU: beyond the binding limit.
     if let Some(dev) = gpu() {

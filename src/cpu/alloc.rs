@@ -99,6 +99,17 @@ pub(crate) fn reserve(n: usize, op: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// For kernels that collect their output rather than `take` it: checks that `n` elements can
+/// be allocated by allocating (lazily zeroed, so untouched) and freeing them, when `n` is large
+/// enough (64 MiB) for the check to matter. `Err(OutOfMemory)` instead of a later abort.
+pub(crate) fn probe(n: usize, op: &'static str) -> Result<()> {
+    if n >= 1 << 24 {
+        // black_box: an allocation that is freed unused may be optimised away, success assumed.
+        drop(std::hint::black_box(try_zeroed(n, op)?));
+    }
+    Ok(())
+}
+
 /// A vector of `n` zeros.
 pub(crate) fn zeroed(n: usize) -> Vec<f32> {
     let mut v = take(n);

@@ -165,6 +165,7 @@ impl Tensor {
         let size = self.dims()[dim];
         Ok(match (self.storage(), indices.storage()) {
             (Storage::Cpu(x), Storage::Cpu(i)) => {
+                cpu::alloc::probe(li.shape.numel(), op)?;
                 let out = cpu::index::gather(
                     &x.read().unwrap(),
                     self.layout(),
