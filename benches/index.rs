@@ -3,7 +3,7 @@
 //! against device labels, backward, and one read-back of the loss. Before issue 10 every
 //! embedding call read its indices back to validate them (one wait on the device per lookup);
 //! now the kernels record a bad index in a device error word checked at the loss's read-back.
-//! Sizes from `WGML_BENCH_INDEX` = `batch,seq,vocab,dim` (default `8,32,65,32`, small enough
+//! A second case times 8 lookups alone with one wait at the end. Sizes from `WGML_BENCH_INDEX` = `batch,seq,vocab,dim` (default `8,32,65,32`, small enough
 //! for the software adapter).
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -72,6 +72,35 @@ fn gpu(c: &mut Criterion) {
     });
     println!(
         "index_gpu {id}: {:.3} ms/step on {}",
+        best.get() * 1e3,
+        dev.name()
+    );
+
+    // The lookups alone, 8 per iteration, one wait at the end: what a wait per lookup costs.
+    let lookups = || {
+        for _ in 0..4 {
+            std::hint::black_box(emb.embedding(&tok).unwrap());
+            std::hint::black_box(pemb.embedding(&pos).unwrap());
+        }
+    };
+    lookups();
+    dev.synchronize().unwrap();
+    let best = Cell::new(f64::INFINITY);
+    let id = format!("8_lookups/b{b}_t{t}_v{v}_d{d}");
+    c.bench_function(&id, |bch| {
+        bch.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                lookups();
+            }
+            dev.synchronize().unwrap();
+            let e = t0.elapsed();
+            best.set(best.get().min(e.as_secs_f64() / iters as f64));
+            e
+        })
+    });
+    println!(
+        "index_gpu {id}: {:.3} ms per 8 lookups on {}",
         best.get() * 1e3,
         dev.name()
     );
