@@ -140,6 +140,7 @@ impl Tensor {
             ));
         }
         let mut grads = Gradients::default();
+        let _in_backward = crate::anomaly::enter_backward()?;
         if !self.requires_grad_flag() {
             return Ok(grads);
         }
@@ -151,6 +152,7 @@ impl Tensor {
                     continue;
                 };
                 for (parent, g) in backward_op(op, &node, &dy)? {
+                    crate::anomaly::check_backward(op, &parent, &g)?;
                     if parent.requires_grad_flag() {
                         grads.accumulate(&parent, g)?;
                     }

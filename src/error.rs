@@ -105,6 +105,36 @@ pub enum Error {
         /// What was wrong.
         msg: String,
     },
+    /// The host could not allocate memory for a tensor (PyTorch's out-of-memory error).
+    OutOfMemory {
+        /// The op that was called.
+        op: &'static str,
+        /// Bytes asked for.
+        bytes: u64,
+    },
+    /// A shape's element count (or its size in bytes) overflows the address space.
+    Overflow {
+        /// The op that was called.
+        op: &'static str,
+        /// The shape that was asked for.
+        shape: Vec<usize>,
+    },
+    /// Anomaly mode found a NaN or an infinity (see `wgml::set_detect_anomaly`).
+    NonFinite {
+        /// `forward` or `backward`.
+        phase: &'static str,
+        /// The op and the shapes it read.
+        op: String,
+        /// Which tensor, and how many values are not finite.
+        detail: String,
+    },
+    /// The GPU device was lost, or raised an error earlier: no op can run on it any more.
+    DeviceLost {
+        /// The op that was called.
+        op: &'static str,
+        /// What happened to the device first.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -144,7 +174,7 @@ impl fmt::Display for Error {
             Error::ElementCount { op, shape, len } => write!(
                 f,
                 "{op}: shape {shape:?} needs {} elements but {len} were given",
-                shape.iter().product::<usize>()
+                crate::Shape::from(shape.as_slice()).numel()
             ),
             Error::Empty { op, shape } => {
                 write!(f, "{op}: tensor of shape {shape:?} has no elements")
@@ -163,6 +193,21 @@ impl fmt::Display for Error {
             Error::Gpu(msg) => write!(f, "GPU error: {msg}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::Format { what, msg } => write!(f, "{what}: {msg}"),
+            Error::OutOfMemory { op, bytes } => {
+                write!(f, "{op}: out of memory allocating {bytes} bytes on the host")
+            }
+            Error::NonFinite { phase, op, detail } => write!(
+                f,
+                "anomaly: the {phase} of {op} produced non-finite values: {detail}"
+            ),
+            Error::DeviceLost { op, reason } => write!(
+                f,
+                "{op}: the GPU device is unusable ({reason}); open a new device or restart"
+            ),
+            Error::Overflow { op, shape } => write!(
+                f,
+                "{op}: the element count of shape {shape:?} overflows the address space"
+            ),
         }
     }
 }

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+mod anomaly;
 pub mod backprop;
 pub mod checkpoint;
 #[doc(hidden)]
@@ -35,6 +36,7 @@ pub mod rng;
 pub mod shape;
 mod tensor;
 
+pub use anomaly::{detect_anomaly, is_anomaly_enabled, set_detect_anomaly};
 pub use backprop::{no_grad, Gradients};
 pub use device::Device;
 pub use dtype::DType;

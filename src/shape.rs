@@ -20,17 +20,35 @@ impl Shape {
     pub fn rank(&self) -> usize {
         self.0.len()
     }
-    /// Number of elements (1 for a scalar).
+    /// Number of elements (1 for a scalar). Saturates at `usize::MAX` for a shape whose count
+    /// overflows (no allocation can hold it, so every op then errs); see [`Shape::checked_numel`].
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.checked_numel().unwrap_or(usize::MAX)
+    }
+    /// Number of elements, or `None` when the count overflows `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    }
+    /// The element count, checked: `Err(Error::Overflow)` when the count, or its size in bytes at
+    /// 4 bytes an element, exceeds what an address space can hold (`isize::MAX` bytes). Every
+    /// entry point that makes a shape calls this.
+    pub fn check_numel(&self, op: &'static str) -> Result<usize> {
+        match self.checked_numel() {
+            Some(n) if n <= isize::MAX as usize / 4 => Ok(n),
+            _ => Err(Error::Overflow {
+                op,
+                shape: self.0.clone(),
+            }),
+        }
     }
     /// Row-major (C order) strides, in elements.
     pub fn contiguous_strides(&self) -> Vec<usize> {
         let mut strides = vec![0; self.rank()];
-        let mut acc = 1;
+        let mut acc = 1usize;
         for i in (0..self.rank()).rev() {
             strides[i] = acc;
-            acc *= self.0[i];
+            // Saturating: a shape that overflows is rejected by `check_numel` before use.
+            acc = acc.saturating_mul(self.0[i]);
         }
         strides
     }
@@ -67,7 +85,9 @@ impl Shape {
                 }
             };
         }
-        Ok(Shape(out))
+        let out = Shape(out);
+        out.check_numel(op)?;
+        Ok(out)
     }
 }
 
@@ -357,16 +377,18 @@ impl Pool2d {
             if k == 0 || s == 0 {
                 return Err(bad("kernel and stride must be positive".into()));
             }
-            if 2 * p > k {
+            if p > k / 2 {
                 return Err(bad(format!("padding {p} exceeds half the kernel {k}")));
             }
-            if n + 2 * p < k {
+            let Some(padded) = p.checked_mul(2).and_then(|x| x.checked_add(n)) else {
+                return Err(bad("padding overflows".into()));
+            };
+            if padded < k {
                 return Err(bad(format!(
-                    "kernel {k} is larger than the padded input {}",
-                    n + 2 * p
+                    "kernel {k} is larger than the padded input {padded}"
                 )));
             }
-            let span = n + 2 * p - k;
+            let span = padded - k;
             let mut o = if self.ceil_mode {
                 span.div_ceil(s)
             } else {
@@ -469,15 +491,22 @@ impl ConvGeom {
                 cfg.padding[i],
                 cfg.dilation[i],
             );
-            let span = d * (k.max(1) - 1) + 1;
-            if k == 0 || n + 2 * p < span {
+            let (Some(span), Some(padded)) = (
+                d.checked_mul(k.max(1) - 1).and_then(|x| x.checked_add(1)),
+                p.checked_mul(2).and_then(|x| x.checked_add(n)),
+            ) else {
+                return Err(bad("padding or dilation overflows".into()));
+            };
+            if k == 0 || padded < span {
                 return Err(bad(format!(
-                    "kernel extent {span} is larger than the padded input {}",
-                    n + 2 * p
+                    "kernel extent {span} is larger than the padded input {padded}"
                 )));
             }
-            out[i] = (n + 2 * p - span) / s + 1;
+            out[i] = (padded - span) / s + 1;
         }
+        Shape::from([input[0], weight[0], out[0], out[1]]).check_numel(op)?;
+        // The column matrix of the im2col path.
+        Shape::from([input[0], input[1], weight[2], weight[3], out[0], out[1]]).check_numel(op)?;
         Ok(ConvGeom {
             n: input[0],
             c: input[1],

@@ -77,7 +77,8 @@ impl Tensor {
     ) -> Tensor {
         let requires_grad = op.as_ref().is_some_and(crate::backprop::op_needs_grad)
             && crate::backprop::grad_enabled();
-        Tensor(Arc::new(TensorInner {
+        let anomaly = crate::anomaly::forward_label(op.as_ref());
+        let t = Tensor(Arc::new(TensorInner {
             id: TensorId::new(),
             storage,
             layout,
@@ -85,7 +86,9 @@ impl Tensor {
             device,
             op: if requires_grad { op } else { None },
             requires_grad,
-        }))
+        }));
+        crate::anomaly::check_forward(&t, anomaly);
+        t
     }
 
     /// A new contiguous tensor on `device` holding `storage`.
@@ -123,6 +126,7 @@ impl Tensor {
         device: &Device,
         op: &'static str,
     ) -> Result<Tensor> {
+        shape.check_numel(op)?;
         if words.len() != shape.numel() {
             return Err(Error::ElementCount {
                 op,
@@ -142,6 +146,7 @@ impl Tensor {
     /// A tensor of `shape` holding `data` in row-major order.
     pub fn from_vec(data: Vec<f32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        shape.check_numel("from_vec")?;
         if data.len() != shape.numel() {
             return Err(Error::ElementCount {
                 op: "from_vec",
@@ -191,8 +196,13 @@ impl Tensor {
     /// A tensor filled with `value`.
     pub fn full(value: f32, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        let n = shape.check_numel("full")?;
         match device {
-            Device::Cpu => Tensor::from_vec(vec![value; shape.numel()], shape, device),
+            Device::Cpu => {
+                let mut data = crate::cpu::alloc::try_take(n, "full")?;
+                data.fill(value);
+                Tensor::from_vec(data, shape, device)
+            }
             Device::Gpu(ctx) => {
                 let buf = buffer::alloc(ctx, shape.numel(), "full", shape.dims())?;
                 crate::gpu::elementwise::fill(&buf, shape.numel(), value)?;
@@ -210,6 +220,7 @@ impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        shape.check_numel("zeros")?;
         match device {
             Device::Gpu(ctx) => {
                 let buf = buffer::alloc(ctx, shape.numel(), "zeros", shape.dims())?;
@@ -222,7 +233,10 @@ impl Tensor {
                     None,
                 ))
             }
-            Device::Cpu => Tensor::full(0.0, shape, device),
+            Device::Cpu => {
+                let data = crate::cpu::alloc::try_zeroed(shape.numel(), "zeros")?;
+                Tensor::from_vec(data, shape, device)
+            }
         }
     }
 
@@ -250,7 +264,11 @@ impl Tensor {
             ));
         }
         let n = ((end - start) / step).ceil().max(0.0) as usize;
-        let data = (0..n).map(|i| start + i as f32 * step).collect::<Vec<_>>();
+        Shape::from(n).check_numel("arange")?;
+        let mut data = crate::cpu::alloc::try_take(n, "arange")?;
+        for (i, v) in data.iter_mut().enumerate() {
+            *v = start + i as f32 * step;
+        }
         Tensor::from_vec(data, n, device)
     }
 
@@ -270,9 +288,10 @@ impl Tensor {
     ) -> Result<Tensor> {
         let shape = shape.into();
         let mut rng = crate::rng::Rng::new(seed);
-        let data = (0..shape.numel())
-            .map(|_| lo + (hi - lo) * rng.uniform())
-            .collect();
+        let mut data = crate::cpu::alloc::try_take(shape.check_numel("rand")?, "rand")?;
+        for v in data.iter_mut() {
+            *v = lo + (hi - lo) * rng.uniform();
+        }
         Tensor::from_vec(data, shape, device)
     }
 
@@ -280,7 +299,10 @@ impl Tensor {
     pub fn randn(shape: impl Into<Shape>, seed: u64, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
         let mut rng = crate::rng::Rng::new(seed);
-        let data = (0..shape.numel()).map(|_| rng.normal()).collect();
+        let mut data = crate::cpu::alloc::try_take(shape.check_numel("randn")?, "randn")?;
+        for v in data.iter_mut() {
+            *v = rng.normal();
+        }
         Tensor::from_vec(data, shape, device)
     }
 
@@ -395,7 +417,14 @@ impl Tensor {
         match self.storage() {
             Storage::Cpu(data) => {
                 let data = data.read().unwrap();
-                Ok(self.layout().offsets().map(|o| data[o].to_bits()).collect())
+                let mut out = Vec::new();
+                out.try_reserve_exact(self.numel())
+                    .map_err(|_| Error::OutOfMemory {
+                        op: "to_vec",
+                        bytes: (self.numel() as u64).saturating_mul(4),
+                    })?;
+                out.extend(self.layout().offsets().map(|o| data[o].to_bits()));
+                Ok(out)
             }
             Storage::Gpu(_) => {
                 let t = self.contiguous()?;

@@ -273,7 +273,9 @@ fn gather_matches_cpu_on_views() {
 
 #[test]
 fn out_of_range_indices_are_errors() {
-    for dev in devices() {
+    // The GPU reports bad indices at the next read-back: see tests/bad_input.rs.
+    {
+        let dev = Device::cpu();
         let x = Tensor::zeros([4, 3], &dev).unwrap();
         let bad = Tensor::from_indices(&[1, 4, 0], 3, &dev).unwrap();
         let e = x.index_select(0, &bad).unwrap_err();

@@ -5,7 +5,20 @@ use std::time::Instant;
 use wgml::data::mnist::{self, Split};
 use wgml::nn::{loss, Module};
 use wgml::optim::{Adam, CosineLr, LrSchedule, Optimizer};
-use wgml::{no_grad, Device, Result, Tensor};
+use wgml::{no_grad, Device, Error, Result, Tensor};
+
+/// The error that stops training when the loss is no longer a number (rerun under
+/// `wgml::set_detect_anomaly(true)` to find the op that made it so).
+fn non_finite(loss: f32, epoch: usize, step: usize) -> Error {
+    Error::invalid(
+        "training",
+        format!(
+            "the training loss became {loss} by step {step} of epoch {}: stopping \
+             (wgml::set_detect_anomaly(true) names the first op that produced a NaN or inf)",
+            epoch + 1
+        ),
+    )
+}
 
 /// Command-line flags.
 pub struct Args {
@@ -145,8 +158,13 @@ pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device)
             let grads = l.backward()?;
             opt.step(&grads)?;
             total = no_grad(|| total.add(&l.detach()))?;
-            if (i + 1) % 50 == 0 {
-                bar.set_message(format!("loss {:.4}", total.item()? / (i + 1) as f32));
+            if (i + 1) % 50 == 0 || i + 1 == batches.len() {
+                let mean = total.item()? / (i + 1) as f32;
+                if !mean.is_finite() {
+                    bar.abandon();
+                    return Err(non_finite(mean, epoch, i + 1));
+                }
+                bar.set_message(format!("loss {mean:.4}"));
             }
             bar.inc(1);
         }

@@ -32,8 +32,18 @@ impl Split {
         let mut x = Vec::with_capacity(idx.len() * px);
         let mut y = Vec::with_capacity(idx.len());
         for &i in idx {
-            x.extend_from_slice(&self.images[i * px..(i + 1) * px]);
-            y.push(self.labels[i] as u32);
+            let end = i.checked_add(1).and_then(|j| j.checked_mul(px));
+            let image = end.and_then(|b| self.images.get(b - px..b));
+            let (Some(image), Some(&label)) = (image, self.labels.get(i)) else {
+                return Err(Error::IndexOutOfRange {
+                    op: "Split::batch",
+                    index: i,
+                    size: self.len(),
+                    shape: vec![self.len(), px],
+                });
+            };
+            x.extend_from_slice(image);
+            y.push(label as u32);
         }
         Ok((
             Tensor::from_vec(x, [idx.len(), px], device)?,

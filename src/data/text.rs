@@ -110,7 +110,7 @@ impl CharCorpus {
         rng: &mut Rng,
     ) -> Result<(Vec<u32>, Vec<u32>)> {
         let train = self.train();
-        if train.len() < context + 2 {
+        if context.checked_mul(batch).is_none() || train.len() < context.saturating_add(2) {
             return Err(Error::invalid(
                 "CharCorpus::random_windows",
                 format!(
@@ -134,6 +134,9 @@ impl CharCorpus {
     pub fn valid_windows(&self, context: usize) -> (Vec<u32>, Vec<u32>) {
         let v = self.valid();
         let n = v.len().saturating_sub(1) / context.max(1);
+        if n == 0 {
+            return (Vec::new(), Vec::new());
+        }
         (v[..n * context].to_vec(), v[1..n * context + 1].to_vec())
     }
 }

@@ -1,6 +1,10 @@
 //! Buffer pool, upload, and `read_back` — the one place that waits on the device.
+//!
+//! Every read-back also copies the device's index-error words (see `GpuContext::index_result`)
+//! behind the data in the same staging buffer, so an out-of-range index met by any kernel
+//! before it turns the read-back into an `Err` without a second wait.
 
-use super::context::GpuContext;
+use super::context::{GpuContext, INDEX_ERROR_BYTES};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,7 +87,8 @@ pub(crate) fn alloc(
     op: &'static str,
     shape: &[usize],
 ) -> Result<Arc<GpuBuffer>> {
-    let bytes = words as u64 * 4;
+    ctx.check_alive(op)?;
+    let bytes = (words as u64).saturating_mul(4);
     let limit = ctx.max_binding_bytes();
     if bytes > limit {
         return Err(Error::TooLarge {
@@ -154,39 +159,60 @@ pub(crate) fn clear(buf: &GpuBuffer, offset_words: usize, words: usize) {
     }
 }
 
-fn staging_copy(buf: &GpuBuffer, offset_words: usize, words: usize) -> wgpu::Buffer {
-    let ctx = buf.ctx();
-    let bytes = (words as u64 * 4).max(4);
+/// A staging buffer holding `words` words of `buf` from `offset_words` (if any `buf`), then the
+/// four index-error words, submitted with all pending work.
+fn staging_copy(
+    ctx: &GpuContext,
+    buf: Option<&GpuBuffer>,
+    offset_words: usize,
+    words: usize,
+) -> wgpu::Buffer {
+    let bytes = words as u64 * 4;
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("wgml read-back"),
-        size: bytes,
+        size: bytes + INDEX_ERROR_BYTES,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    if words > 0 {
-        ctx.with_encoder(|enc| {
-            enc.copy_buffer_to_buffer(buf.raw(), offset_words as u64 * 4, &staging, 0, bytes)
-        });
-    }
+    ctx.with_encoder(|enc| {
+        if let (Some(buf), true) = (buf, words > 0) {
+            enc.copy_buffer_to_buffer(buf.raw(), offset_words as u64 * 4, &staging, 0, bytes);
+        }
+        enc.copy_buffer_to_buffer(
+            ctx.index_error_buffer(),
+            0,
+            &staging,
+            bytes,
+            INDEX_ERROR_BYTES,
+        );
+    });
     ctx.flush();
     staging
 }
 
-fn words_of(staging: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+/// The data words of a mapped staging buffer, or the index error recorded on the device.
+fn words_of(ctx: &GpuContext, staging: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
     let view = staging
         .slice(..)
         .get_mapped_range()
         .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
-    let out = bytemuck::cast_slice::<u8, u32>(&view)[..words].to_vec();
+    let all = bytemuck::cast_slice::<u8, u32>(&view);
+    let checked = ctx.index_result(&all[words..words + 4]);
+    let out = checked.map(|()| all[..words].to_vec());
     drop(view);
     staging.unmap();
-    Ok(out)
+    out
 }
 
-/// Copies `words` words from `offset` back to the host, waiting for all pending work.
-pub(crate) fn read_back(buf: &GpuBuffer, offset_words: usize, words: usize) -> Result<Vec<u32>> {
-    let ctx = buf.ctx();
-    let staging = staging_copy(buf, offset_words, words);
+/// Waits for all pending work and reports an index out of range met since the last check (the
+/// explicit check behind `Device::synchronize`).
+pub(crate) fn check_index_errors(ctx: &GpuContext) -> Result<()> {
+    let staging = staging_copy(ctx, None, 0, 0);
+    map_and_wait(ctx, &staging)?;
+    words_of(ctx, &staging, 0).map(|_| ())
+}
+
+fn map_and_wait(ctx: &GpuContext, staging: &wgpu::Buffer) -> Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
@@ -195,10 +221,19 @@ pub(crate) fn read_back(buf: &GpuBuffer, offset_words: usize, words: usize) -> R
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
     ctx.take_error()?;
+    ctx.check_alive("read-back")?;
     rx.recv()
         .map_err(|e| Error::Gpu(format!("read-back: {e}")))?
-        .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
-    words_of(&staging, words)
+        .map_err(|e| Error::Gpu(format!("read-back: {e}")))
+}
+
+/// Copies `words` words from `offset` back to the host, waiting for all pending work.
+pub(crate) fn read_back(buf: &GpuBuffer, offset_words: usize, words: usize) -> Result<Vec<u32>> {
+    let ctx = buf.ctx();
+    ctx.check_alive("read-back")?;
+    let staging = staging_copy(ctx, Some(buf), offset_words, words);
+    map_and_wait(ctx, &staging)?;
+    words_of(ctx, &staging, words)
 }
 
 /// Like [`read_back`], but returns a future; a helper thread waits on the device.
@@ -208,7 +243,8 @@ pub(crate) fn read_back_async(
     words: usize,
 ) -> impl std::future::Future<Output = Result<Vec<u32>>> + Send + 'static {
     let ctx = buf.ctx().clone();
-    let staging = staging_copy(buf, offset_words, words);
+    let alive = ctx.check_alive("read-back");
+    let staging = staging_copy(&ctx, Some(buf), offset_words, words);
     let (tx, rx) = futures::channel::oneshot::channel();
     staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
@@ -218,12 +254,14 @@ pub(crate) fn read_back_async(
         let _ = device.poll(wgpu::PollType::wait_indefinitely());
     });
     async move {
+        alive?;
         let mapped = rx
             .await
             .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
         ctx.take_error()?;
+        ctx.check_alive("read-back")?;
         mapped.map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
-        words_of(&staging, words)
+        words_of(&ctx, &staging, words)
     }
 }
 

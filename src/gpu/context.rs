@@ -5,10 +5,21 @@ use super::buffer::{BufferPool, PoolStats};
 use super::kernel::PipelineCache;
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Dispatches recorded before the pending encoder is submitted without being asked to.
 const MAX_PENDING_DISPATCHES: u32 = 256;
+/// Size of the device error buffer: `[code, index, bound, 0]`.
+pub(crate) const INDEX_ERROR_BYTES: u64 = 16;
+
+fn set_fatal(fatal: &(AtomicBool, Mutex<Option<String>>), why: String) {
+    let mut m = fatal.1.lock().unwrap();
+    if m.is_none() {
+        *m = Some(why);
+    }
+    fatal.0.store(true, Ordering::Release);
+}
 
 /// A summary of one adapter, as `examples/device_info` prints it.
 #[derive(Clone, Debug)]
@@ -122,6 +133,27 @@ pub(crate) struct Pending {
     pub(crate) dispatches: u32,
 }
 
+/// The ops whose kernels validate indices on the device, by the kind code kept in the low
+/// bits of a launch's error code (the name survives when the launch's own record is gone).
+pub(crate) const INDEX_OPS: [&str; 6] = [
+    "?",
+    "index_select",
+    "embedding",
+    "gather",
+    "one_hot",
+    "cross_entropy",
+];
+/// Launch records kept between two checks at most (each a name and a shape).
+const MAX_INDEX_SITES: usize = 1 << 16;
+
+/// The launches of index-validating kernels since the last check: error code → (op, shape of
+/// the indexed tensor), so a bad index found on the device is reported with its op and shape.
+#[derive(Default)]
+struct IndexSites {
+    next: u32,
+    sites: HashMap<u32, (&'static str, Vec<usize>)>,
+}
+
 /// One opened adapter: device, queue, the pending encoder, buffer pool and pipeline cache.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
@@ -132,6 +164,13 @@ pub struct GpuContext {
     pub(crate) pool: Mutex<BufferPool>,
     pub(crate) pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Set once the device is lost or has raised a validation error: every later op fails.
+    fatal: Arc<(AtomicBool, Mutex<Option<String>>)>,
+    /// `[code, index, bound, 0]` of the first out-of-range index a kernel met since the last
+    /// check (all zero when none): written by index-consuming kernels with an atomic
+    /// compare-exchange, read back with every `read_back` at no extra wait.
+    index_errors: wgpu::Buffer,
+    index_sites: Mutex<IndexSites>,
     index: usize,
 }
 
@@ -150,12 +189,30 @@ impl GpuContext {
         }))
         .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let fatal: Arc<(AtomicBool, Mutex<Option<String>>)> = Arc::default();
         let sink = errors.clone();
-        // Never abort the process on a validation error: keep it and report it at read-back.
+        let poison = fatal.clone();
+        // Never abort the process on a validation error: keep it, report it at read-back, and
+        // refuse every later op (its results could not be trusted).
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("wgml: wgpu error: {e}");
+            set_fatal(&poison, format!("a wgpu error was raised: {e}"));
             sink.lock().unwrap().push(e.to_string());
         }));
+        let poison = fatal.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            log::error!("wgml: device lost ({reason:?}): {msg}");
+            set_fatal(&poison, format!("the device was lost ({reason:?}): {msg}"));
+        });
+        // wgpu zero-initialises new buffers: no error recorded.
+        let index_errors = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgml index errors"),
+            size: INDEX_ERROR_BYTES,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         log::info!(
             "wgml: opened {} ({:?}, {:?}), max storage binding {} bytes",
             info.name,
@@ -175,7 +232,77 @@ impl GpuContext {
             pool: Mutex::new(BufferPool::default()),
             pipelines: PipelineCache::default(),
             errors,
+            fatal,
+            index_errors,
+            index_sites: Mutex::default(),
             index,
+        })
+    }
+
+    /// `Err(DeviceLost)` once the device is lost or has raised an error; checked by every
+    /// launch, allocation and read-back.
+    pub(crate) fn check_alive(&self, op: &'static str) -> Result<()> {
+        if !self.fatal.0.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let reason = self.fatal.1.lock().unwrap().clone().unwrap_or_default();
+        Err(Error::DeviceLost { op, reason })
+    }
+
+    /// Marks the device unusable, as a lost device or a validation error does (for tests of
+    /// that path: a real loss cannot be provoked on demand).
+    #[doc(hidden)]
+    pub fn poison_for_test(&self, why: &str) {
+        set_fatal(&self.fatal, why.to_string());
+    }
+
+    /// Destroys the wgpu device, as a driver reset would (for tests of the device-lost path).
+    #[doc(hidden)]
+    pub fn destroy_for_test(&self) {
+        self.device.destroy();
+    }
+
+    /// The device error buffer index-consuming kernels bind (see `shaders/index.wgsl`).
+    pub(crate) fn index_error_buffer(&self) -> &wgpu::Buffer {
+        &self.index_errors
+    }
+
+    /// A fresh error code for one launch of an index-validating kernel of op kind `kind` (an
+    /// index into [`INDEX_OPS`]) over a tensor of `shape`.
+    pub(crate) fn index_site(&self, kind: u32, shape: &[usize]) -> u32 {
+        let mut s = self.index_sites.lock().unwrap();
+        s.next = s.next.wrapping_add(1) & ((1 << 29) - 1);
+        let code = (s.next.max(1) << 3) | kind;
+        if s.sites.len() < MAX_INDEX_SITES {
+            let op = INDEX_OPS[kind as usize];
+            s.sites.insert(code, (op, shape.to_vec()));
+        }
+        code
+    }
+
+    /// Turns the error words read back from the device into a result. An error is reported
+    /// once: the device word is cleared (in order with later work) and the records dropped.
+    pub(crate) fn index_result(&self, words: &[u32]) -> Result<()> {
+        let mut s = self.index_sites.lock().unwrap();
+        if words[0] == 0 {
+            // Every launch recorded before this read-back has run, and found nothing.
+            if s.sites.len() > MAX_INDEX_SITES / 2 {
+                s.sites.clear();
+            }
+            return Ok(());
+        }
+        let (op, shape) = s.sites.remove(&words[0]).unwrap_or_else(|| {
+            let kind = (words[0] & 7) as usize;
+            (INDEX_OPS[kind.min(INDEX_OPS.len() - 1)], Vec::new())
+        });
+        s.sites.clear();
+        drop(s);
+        self.with_encoder(|enc| enc.clear_buffer(&self.index_errors, 0, None));
+        Err(Error::IndexOutOfRange {
+            op,
+            index: words[1] as usize,
+            size: words[2] as usize,
+            shape,
         })
     }
 
@@ -239,13 +366,11 @@ impl GpuContext {
         self.submit_locked(&mut p);
     }
 
-    /// Submits pending work and blocks until the device is idle.
+    /// Submits pending work and blocks until the device is idle. Reports an index out of
+    /// range met by a kernel since the last check, a wgpu error, or a lost device.
     pub fn synchronize(&self) -> Result<()> {
-        self.flush();
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        self.take_error()
+        self.check_alive("synchronize")?;
+        super::buffer::check_index_errors(self)
     }
 
     /// The first wgpu error raised since the last call, as an `Err`.

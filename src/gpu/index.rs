@@ -19,7 +19,8 @@ struct Params {
     inner: u32,
     x_step: u32,
     idx_step: u32,
-    _pad: [u32; 2],
+    code: u32,
+    _pad: u32,
     out: StridedU,
     x: StridedU,
     idx: StridedU,
@@ -50,9 +51,12 @@ fn pack<const N: usize>(
 }
 
 /// `out[m] = src[m with m[dim] = idx[m]]` for every `m` of the indices' layout (the output's
-/// shape), written densely into `out`. Indices past `src`'s size along `dim` give 0.
+/// shape), written densely into `out`. Indices past `src`'s size along `dim` give 0 and are
+/// recorded in the device error words under a code naming op kind `kind` (an index into
+/// `context::INDEX_OPS`): the next read-back reports them.
 pub(crate) fn gather(
     op: &'static str,
+    kind: u32,
     src: View<'_>,
     idx: View<'_>,
     dim: usize,
@@ -69,6 +73,7 @@ pub(crate) fn gather(
         n: n as u32,
         len: src.1.shape.dims()[dim] as u32,
         x_step: src.1.strides[dim] as u32,
+        code: out.ctx().index_site(kind, src.1.shape.dims()),
         x,
         idx: i,
         ..Default::default()
@@ -79,7 +84,45 @@ pub(crate) fn gather(
         entry: "gather",
         constants: &[("WG", WG as f64)],
         params: bytemuck::bytes_of(&params),
-        buffers: &[out.raw(), src.0.raw(), idx.0.raw()],
+        buffers: &[
+            out.raw(),
+            src.0.raw(),
+            idx.0.raw(),
+            ctx.index_error_buffer(),
+        ],
+        grid: ctx.grid_1d(n.div_ceil(WG), op)?,
+    })
+}
+
+/// `out [N, classes]` (dense) = 1.0 where `labels[r] == c`. A label `>= classes` gives a zero
+/// row and is recorded like [`gather`]'s bad indices, under op kind `kind`.
+pub(crate) fn one_hot(
+    op: &'static str,
+    kind: u32,
+    labels: View<'_>,
+    classes: usize,
+    out: &GpuBuffer,
+) -> Result<()> {
+    let shape = &labels.1.shape;
+    let n = shape.numel() * classes;
+    if n == 0 {
+        return Ok(());
+    }
+    let [i] = pack(op, shape, [labels.1])?;
+    let ctx = out.ctx();
+    let params = Params {
+        n: n as u32,
+        len: classes as u32,
+        code: ctx.index_site(kind, shape.dims()),
+        idx: i,
+        ..Default::default()
+    };
+    ctx.launch(Launch {
+        shader: &INDEX,
+        entry: "one_hot",
+        constants: &[("WG", WG as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &[out.raw(), labels.0.raw(), ctx.index_error_buffer()],
         grid: ctx.grid_1d(n.div_ceil(WG), op)?,
     })
 }

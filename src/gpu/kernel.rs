@@ -124,6 +124,7 @@ impl GpuContext {
     /// Records one dispatch into the pending encoder. Nothing waits here.
     pub(crate) fn launch(&self, l: Launch<'_>) -> Result<()> {
         use wgpu::util::DeviceExt;
+        self.check_alive(l.entry)?;
         DISPATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pipeline = self.pipeline(l.shader, l.entry, l.constants)?;
         let uniform = self

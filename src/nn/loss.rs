@@ -18,28 +18,35 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     }
     logits.check_nonempty(OP)?;
     let classes = logits.dims()[1];
-    let onehot = one_hot(labels, classes)?;
+    let onehot = one_hot_as(labels, classes, OP)?;
     let picked = logits.log_softmax()?.mul(&onehot)?;
     picked.sum_all()?.mul_scalar(-1.0 / logits.dims()[0] as f32)
 }
 
-/// `[N] U32 -> [N, classes]` of 1.0 at each label (0.0 elsewhere). Labels `>= classes` are an
-/// error on the CPU; on the GPU they give an all-zero row (checking would need a read-back).
+/// `[N] U32 -> [N, classes]` of 1.0 at each label (0.0 elsewhere). A label `>= classes` is an
+/// [`Error::IndexOutOfRange`]: at once on the CPU; on the GPU the kernel records it and the next
+/// read-back or `Device::synchronize` returns the error (no wait here).
 pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
+    one_hot_as(labels, classes, "one_hot")
+}
+
+fn one_hot_as(labels: &Tensor, classes: usize, op: &'static str) -> Result<Tensor> {
+    labels.check_dtype(DType::U32, op)?;
     let dev = labels.device();
-    if dev.is_cpu() {
-        if let Some(&bad) = labels
-            .to_vec_u32()?
-            .iter()
-            .find(|&&l| l as usize >= classes)
-        {
-            return Err(Error::IndexOutOfRange {
-                op: "one_hot",
-                index: bad as usize,
-                size: classes,
-                shape: labels.dims().to_vec(),
-            });
-        }
+    if dev.is_gpu() {
+        return crate::ops::one_hot_gpu(labels, classes, op);
+    }
+    if let Some(&bad) = labels
+        .to_vec_u32()?
+        .iter()
+        .find(|&&l| l as usize >= classes)
+    {
+        return Err(Error::IndexOutOfRange {
+            op,
+            index: bad as usize,
+            size: classes,
+            shape: labels.dims().to_vec(),
+        });
     }
     let cls = Tensor::arange(0.0, classes as f32, 1.0, dev)?;
     labels.to_dtype(DType::F32)?.unsqueeze(-1)?.eq(&cls)

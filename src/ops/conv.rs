@@ -63,7 +63,10 @@ impl Tensor {
         let x = self.dense()?;
         let shape = Shape::new(vec![g.cfg.groups, g.rows(), g.cols()]);
         let storage = match x.storage() {
-            Storage::Cpu(v) => Storage::cpu(cpu::im2col(&v.read().unwrap(), &g)),
+            Storage::Cpu(v) => {
+                crate::cpu::alloc::reserve(shape.numel(), OP)?;
+                Storage::cpu(cpu::im2col(&v.read().unwrap(), &g))
+            }
             Storage::Gpu(v) => {
                 let out = alloc_like(self.device(), &shape, OP)?;
                 gpu::run("im2col", &g, shape.numel(), &out, v)?;

@@ -39,6 +39,7 @@ impl Tensor {
         let layout = self.layout();
         let storage = match self.storage() {
             Storage::Cpu(x) => {
+                cpu::alloc::reserve(self.numel(), name)?;
                 Storage::cpu(cpu::elementwise::unary(op, &x.read().unwrap(), layout))
             }
             Storage::Gpu(x) => {
@@ -198,6 +199,7 @@ impl Tensor {
         }
         let storage = match (self.storage(), rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => {
+                cpu::alloc::reserve(shape.numel(), name)?;
                 let (a, b) = (a.read().unwrap(), b.read().unwrap());
                 Storage::cpu(
                     if matches!(op, BinaryOp::Cmp(_)) && self.dtype() == DType::U32 {
@@ -296,6 +298,7 @@ impl Tensor {
         );
         let storage = match (cond.storage(), on_true.storage(), on_false.storage()) {
             (Storage::Cpu(c), Storage::Cpu(a), Storage::Cpu(b)) => {
+                cpu::alloc::reserve(shape.numel(), OP)?;
                 Storage::cpu(cpu::elementwise::where_select(
                     (&c.read().unwrap(), &lc),
                     (&a.read().unwrap(), &lt),

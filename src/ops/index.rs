@@ -19,26 +19,36 @@ fn spread(indices: &Layout, shape: &Shape, dim: usize) -> Layout {
     }
 }
 
-/// Checks a GPU index tensor against `size` by reading it back: the one wait on the device
-/// these ops make (the kernels never read out of bounds, but a wrong index must be an `Err`
-/// here, not zeros later).
-fn check_gpu_indices(
-    indices: &Tensor,
-    size: usize,
-    op: &'static str,
-    shape: &[usize],
-) -> Result<()> {
-    if indices.numel() == 0 {
-        return Ok(());
-    }
-    match indices
-        .to_vec_u32()?
-        .into_iter()
-        .find(|&k| k as usize >= size)
-    {
-        Some(k) => Err(out_of_range(op, k, size, shape)),
-        None => Ok(()),
-    }
+/// The kind code of an index-validating op on the GPU (its position in `INDEX_OPS`): GPU
+/// indices are checked by the kernels themselves, which record the first bad one in the
+/// device's error words; the next read-back or `synchronize` reports it. No wait here.
+fn kind(op: &'static str) -> u32 {
+    crate::gpu::context::INDEX_OPS
+        .iter()
+        .position(|&o| o == op)
+        .unwrap_or(0) as u32
+}
+
+/// `[N] U32 labels -> [N, classes]` of 1.0 at each label on the GPU, in one kernel that
+/// records a label `>= classes` for the next read-back (reported as an error of `op`).
+pub(crate) fn one_hot_gpu(labels: &Tensor, classes: usize, op: &'static str) -> Result<Tensor> {
+    labels.check_dtype(DType::U32, op)?;
+    let mut dims = labels.dims().to_vec();
+    dims.push(classes);
+    let shape = Shape::new(dims);
+    shape.check_numel(op)?;
+    let Storage::Gpu(l) = labels.storage() else {
+        return Err(Error::invalid(op, "one_hot_gpu called with CPU labels"));
+    };
+    let out = alloc_like(labels.device(), &shape, op)?;
+    gpu::one_hot(op, kind(op), (l, labels.layout()), classes, &out)?;
+    Ok(Tensor::from_storage(
+        Storage::Gpu(out),
+        shape,
+        DType::F32,
+        labels.device(),
+        None,
+    ))
 }
 
 fn out_of_range(op: &'static str, index: u32, size: usize, shape: &[usize]) -> Error {
@@ -55,8 +65,9 @@ impl Tensor {
     /// (repeats allowed): the result has `self`'s shape with `dim` replaced by the number of
     /// indices. As `torch.index_select`; the result keeps `self`'s dtype.
     ///
-    /// An index `>= self.dim(dim)` is an [`Error::IndexOutOfRange`]. On a GPU device the indices
-    /// are read back to check them, so this call waits for the device once.
+    /// An index `>= self.dim(dim)` is an [`Error::IndexOutOfRange`]: at once on the CPU; on a GPU
+    /// device the kernel records it and the next read-back (`to_vec`, `item`) or
+    /// `Device::synchronize` returns the error, so this call never waits for the device.
     pub fn index_select(&self, dim: isize, indices: &Tensor) -> Result<Tensor> {
         self.index_select_as(dim, indices, "index_select")
     }
@@ -78,6 +89,7 @@ impl Tensor {
         let mut dims = self.dims().to_vec();
         dims[d] = indices.numel();
         let shape = Shape::new(dims);
+        shape.check_numel(op)?;
         let li = spread(indices.layout(), &shape, d);
         let storage = self.gather_storage(indices, &li, d, op)?;
         Ok(Tensor::from_storage(
@@ -91,7 +103,8 @@ impl Tensor {
 
     /// Looks up rows of the table `self` (`[V, D]`) for every index of `indices` (a `U32`
     /// tensor of any shape): the result has shape `indices.shape ++ [D]`. An index `>= V` is an
-    /// [`Error::IndexOutOfRange`]; on a GPU device the indices are read back to check them.
+    /// [`Error::IndexOutOfRange`] (on a GPU device, at the next read-back, as for
+    /// [`Tensor::index_select`]).
     pub fn embedding(&self, indices: &Tensor) -> Result<Tensor> {
         const OP: &str = "embedding";
         if self.rank() != 2 {
@@ -115,7 +128,8 @@ impl Tensor {
     /// `out[m] = self[m with m[dim] = index[m]]` for every position `m` of `index`, a `U32`
     /// tensor of `self`'s rank no larger than `self` on the other dims: the result has
     /// `index`'s shape and `self`'s dtype. As `torch.gather`. An index `>= self.dim(dim)` is an
-    /// [`Error::IndexOutOfRange`]; on a GPU device the indices are read back to check them.
+    /// [`Error::IndexOutOfRange`] (on a GPU device, at the next read-back, as for
+    /// [`Tensor::index_select`]).
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         const OP: &str = "gather";
         let d = self.shape().dim_index(dim, OP)?;
@@ -151,6 +165,7 @@ impl Tensor {
         let size = self.dims()[dim];
         Ok(match (self.storage(), indices.storage()) {
             (Storage::Cpu(x), Storage::Cpu(i)) => {
+                cpu::alloc::probe(li.shape.numel(), op)?;
                 let out = cpu::index::gather(
                     &x.read().unwrap(),
                     self.layout(),
@@ -162,9 +177,8 @@ impl Tensor {
                 Storage::cpu(out)
             }
             (Storage::Gpu(x), Storage::Gpu(i)) => {
-                check_gpu_indices(indices, size, op, self.dims())?;
                 let out = alloc_like(self.device(), &li.shape, op)?;
-                gpu::gather(op, (x, self.layout()), (i, li), dim, &out)?;
+                gpu::gather(op, kind(op), (x, self.layout()), (i, li), dim, &out)?;
                 Storage::Gpu(out)
             }
             _ => unreachable!("devices checked"),

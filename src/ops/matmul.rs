@@ -47,6 +47,9 @@ impl Plan {
         if b.len() > 1 {
             out.push(n);
         }
+        let mut full = batch.clone();
+        full.extend([m, n]);
+        Shape::new(full).check_numel(OP)?;
         Ok(Plan {
             batch,
             mkn: Mkn { m, k, n },
@@ -132,7 +135,11 @@ impl Tensor {
         let plan = Plan::new(self.dims(), rhs.dims())?;
         let storage = match (self.storage(), rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::cpu(cpu::matmul::matmul(
-                &a.read().unwrap(),
+                {
+                    let out: usize = plan.batch.iter().product();
+                    cpu::alloc::reserve(out * plan.mkn.m * plan.mkn.n, OP)?;
+                    &a.read().unwrap()
+                },
                 &plan.operand(self.layout(), Side::Lhs),
                 &b.read().unwrap(),
                 &plan.operand(rhs.layout(), Side::Rhs),

@@ -13,6 +13,6 @@ mod view;
 
 pub(crate) use conv::col2im;
 pub(crate) use elementwise::alloc_like;
-pub(crate) use index::{gather_backward, index_select_backward};
+pub(crate) use index::{gather_backward, index_select_backward, one_hot_gpu};
 pub(crate) use lstm::{lstm_backward, LstmSaved};
 pub(crate) use pool::pool2d_backward;

@@ -13,6 +13,7 @@ impl Tensor {
     /// [`Tensor::reshape_infer`] for a `-1` dimension.
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
+        shape.check_numel("reshape")?;
         if shape.numel() != self.numel() {
             return Err(Error::ShapeMismatch {
                 op: "reshape",
@@ -31,11 +32,11 @@ impl Tensor {
 
     /// Reshape where one dimension may be `-1` (inferred from the others).
     pub fn reshape_infer(&self, dims: &[isize]) -> Result<Tensor> {
+        // Saturating: an overflowing product is rejected by `reshape`'s `check_numel`.
         let known: usize = dims
             .iter()
             .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
+            .fold(1usize, |acc, &d| acc.saturating_mul(d as usize));
         let unknown = dims.iter().filter(|&&d| d < 0).count();
         let bad = || {
             Error::invalid(
@@ -46,7 +47,8 @@ impl Tensor {
                 ),
             )
         };
-        if unknown > 1 || (unknown == 1 && (known == 0 || !self.numel().is_multiple_of(known))) {
+        let wrong = unknown > 1 || dims.iter().any(|&d| d < -1);
+        if wrong || (unknown == 1 && (known == 0 || !self.numel().is_multiple_of(known))) {
             return Err(bad());
         }
         let shape: Vec<usize> = dims
@@ -241,15 +243,16 @@ impl Tensor {
                     rhs: t.dims().to_vec(),
                 });
             }
-            total += t.dims()[d];
+            total = usize::checked_add(total, t.dims()[d]).unwrap_or(usize::MAX);
         }
         let mut dims = first.dims().to_vec();
         dims[d] = total;
         let shape = Shape::new(dims);
+        shape.check_numel(OP)?;
         let out_layout = Layout::contiguous(shape.clone());
         let storage = match first.storage() {
             Storage::Cpu(_) => {
-                let mut out = vec![0.0; shape.numel()];
+                let mut out = cpu::alloc::try_zeroed(shape.numel(), OP)?;
                 let mut start = 0;
                 for t in tensors {
                     let Storage::Cpu(src) = t.storage() else {
