@@ -46,6 +46,8 @@ impl Op {
             Op::IndexSelect(a, idx, _) | Op::Gather(a, idx, _) => vec![a, idx],
             Op::Where(c, a, b) => vec![c, a, b],
             Op::Cat(ts, _) => ts.iter().collect(),
+            // The saved statistics are bookkeeping, not an input.
+            Op::LayerNorm(x, w, b, _) => std::iter::once(x).chain(w).chain(b).collect(),
         }
     }
 }
@@ -332,6 +334,22 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::MaxPool2d(x, arg, p) => one(x, crate::ops::pool2d_backward(x, dy, Some(arg), p)?),
         Op::AvgPool2d(x, p) => one(x, crate::ops::pool2d_backward(x, dy, None, p)?),
         Op::Im2col(x, g) => one(x, crate::ops::col2im(dy, g)?),
+        Op::LayerNorm(x, w, b, stats) => {
+            let wants = |t: &Option<Tensor>| t.as_ref().is_some_and(|t| t.requires_grad_flag());
+            let params = wants(w) || wants(b);
+            let (dx, pw) =
+                crate::nn::functional::layer_norm_backward(x, w.as_ref(), stats, dy, params)?;
+            let mut out = vec![(x.clone(), dx)];
+            if let Some((dw, db)) = pw {
+                if let Some(w) = w {
+                    out.push((w.clone(), dw.reshape(w.shape().clone())?));
+                }
+                if let Some(b) = b {
+                    out.push((b.clone(), db.reshape(b.shape().clone())?));
+                }
+            }
+            Ok(out)
+        }
     }
 }
 

@@ -271,6 +271,8 @@ pub(crate) enum Op {
     AvgPool2d(Tensor, crate::shape::Pool2d),
     /// im2col of an NCHW input; its backward is col2im.
     Im2col(Tensor, crate::shape::ConvGeom),
+    /// `layer_norm(x, weight, bias)` with the saved per-row (mean, rstd) `[rows, 2]`.
+    LayerNorm(Tensor, Option<Tensor>, Option<Tensor>, Tensor),
 }
 
 /// Abramowitz & Stegun 7.1.26, |error| < 1.5e-7 — the same formula the WGSL GELU uses.

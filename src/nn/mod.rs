@@ -2,6 +2,7 @@
 
 mod conv;
 mod dropout;
+pub mod functional;
 pub mod init;
 mod linear;
 pub mod loss;
