@@ -1,14 +1,22 @@
 //! Layers: the `Module` trait, `Sequential`, activations, and the layer types.
 
+mod attention;
 mod conv;
 mod dropout;
+mod embedding;
 pub mod functional;
 pub mod init;
 mod linear;
+mod norm;
 pub mod loss;
 mod pool;
+mod transformer;
 
+pub use attention::{AttentionCache, MultiHeadAttention};
 pub use conv::Conv2d;
+pub use embedding::{Embedding, PositionalEmbedding, SinusoidalPositionalEncoding};
+pub use norm::LayerNorm;
+pub use transformer::{KvCache, TransformerBlock, TransformerConfig, TransformerLm};
 pub use dropout::Dropout;
 pub use linear::Linear;
 pub use pool::{AvgPool2d, MaxPool2d};
