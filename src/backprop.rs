@@ -46,6 +46,7 @@ impl Op {
             Op::IndexSelect(a, idx, _) | Op::Gather(a, idx, _) => vec![a, idx],
             Op::Where(c, a, b) => vec![c, a, b],
             Op::Cat(ts, _) => ts.iter().collect(),
+            Op::Attention { q, k, v, mask, .. } => [q, k, v].into_iter().chain(mask).collect(),
             // The saved statistics are bookkeeping, not an input.
             Op::LayerNorm(x, w, b, _) => std::iter::once(x).chain(w).chain(b).collect(),
         }
@@ -334,6 +335,25 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
         Op::MaxPool2d(x, arg, p) => one(x, crate::ops::pool2d_backward(x, dy, Some(arg), p)?),
         Op::AvgPool2d(x, p) => one(x, crate::ops::pool2d_backward(x, dy, None, p)?),
         Op::Im2col(x, g) => one(x, crate::ops::col2im(dy, g)?),
+        Op::Attention {
+            q,
+            k,
+            v,
+            mask,
+            lse,
+            causal,
+            scale,
+        } => crate::nn::functional::attention_backward(
+            q,
+            k,
+            v,
+            mask.as_ref(),
+            lse,
+            *causal,
+            *scale,
+            y,
+            dy,
+        ),
         Op::LayerNorm(x, w, b, stats) => {
             let wants = |t: &Option<Tensor>| t.as_ref().is_some_and(|t| t.requires_grad_flag());
             let params = wants(w) || wants(b);

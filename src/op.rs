@@ -271,6 +271,17 @@ pub(crate) enum Op {
     AvgPool2d(Tensor, crate::shape::Pool2d),
     /// im2col of an NCHW input; its backward is col2im.
     Im2col(Tensor, crate::shape::ConvGeom),
+    /// Scaled dot-product attention (`nn::functional`): q, k, v, the additive mask, and what
+    /// the backward needs: the per-row log-sum-exp `(B, H, Tq)`, is_causal and the scale.
+    Attention {
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Option<Tensor>,
+        lse: Tensor,
+        causal: bool,
+        scale: f32,
+    },
     /// `layer_norm(x, weight, bias)` with the saved per-row (mean, rstd) `[rows, 2]`.
     LayerNorm(Tensor, Option<Tensor>, Option<Tensor>, Tensor),
 }

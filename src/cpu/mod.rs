@@ -1,6 +1,7 @@
 //! The CPU backend: plain loops that are the specification every WGSL kernel is tested against.
 
 pub(crate) mod alloc;
+pub(crate) mod attention;
 pub mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod index;

@@ -170,8 +170,9 @@ impl Module for MultiHeadAttention {
     }
 }
 
-/// Scaled dot-product attention of `[B, H, Tq, D]` queries over `[B, H, Tk, D]` keys/values.
-/// A composed stand-in (matmul, softmax, matmul) until the fused op lands.
+/// Scaled dot-product attention of `[B, H, Tq, D]` queries over `[B, H, Tk, D]` keys/values:
+/// the fused op on the CPU; on the GPU a composed stand-in (matmul, softmax, matmul) until the
+/// fused WGSL kernels land.
 fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -179,6 +180,9 @@ fn attention(
     mask: Option<&Tensor>,
     causal: bool,
 ) -> Result<Tensor> {
+    if q.device().is_cpu() {
+        return super::functional::scaled_dot_product_attention(q, k, v, mask, causal, None);
+    }
     let d = q.dims()[3];
     let (tq, tk) = (q.dims()[2], k.dims()[2]);
     let mut s = q
