@@ -102,12 +102,14 @@ impl MultiHeadAttention {
             });
         }
         let (b, t, h) = (x.dims()[0], x.dims()[1], self.num_heads);
-        let qkv = x
-            .matmul(&self.in_proj_weight.t()?)?
-            .add(&self.in_proj_bias)?
-            .reshape([b, t, 3, h, e / h])?
-            .permute(&[2, 0, 3, 1, 4])?;
-        let part = |i: usize| qkv.narrow(0, i, 1)?.squeeze(0);
+        // Three products with row blocks of the weight rather than one split afterwards: the
+        // backward of splitting a [B, T, 3E] activation would pad each part to full size.
+        let part = |i: usize| {
+            x.matmul(&self.in_proj_weight.narrow(0, i * e, e)?.t()?)?
+                .add(&self.in_proj_bias.narrow(0, i * e, e)?)?
+                .reshape([b, t, h, e / h])?
+                .permute(&[0, 2, 1, 3])
+        };
         Ok((part(0)?, part(1)?, part(2)?))
     }
 
