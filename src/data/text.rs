@@ -55,7 +55,11 @@ impl CharCorpus {
         }
         let ids: Vec<u32> = text
             .chars()
-            .map(|c| chars.binary_search(&c).expect("every char is in the vocabulary") as u32)
+            .map(|c| {
+                chars
+                    .binary_search(&c)
+                    .expect("every char is in the vocabulary") as u32
+            })
             .collect();
         let split = ((ids.len() as f64) * train_fraction.clamp(0.0, 1.0)) as usize;
         Ok(CharCorpus { chars, ids, split })
@@ -80,12 +84,12 @@ impl CharCorpus {
     pub fn encode(&self, s: &str) -> Result<Vec<u32>> {
         s.chars()
             .map(|c| {
-                self.chars
-                    .binary_search(&c)
-                    .map(|i| i as u32)
-                    .map_err(|_| {
-                        Error::invalid("CharCorpus::encode", format!("{c:?} is not in the vocabulary"))
-                    })
+                self.chars.binary_search(&c).map(|i| i as u32).map_err(|_| {
+                    Error::invalid(
+                        "CharCorpus::encode",
+                        format!("{c:?} is not in the vocabulary"),
+                    )
+                })
             })
             .collect()
     }
