@@ -436,3 +436,120 @@ fn empty_sizes() {
     .unwrap();
     assert_eq!(o.to_vec().unwrap(), vec![0.0; 30]);
 }
+
+/// The GPU tests share the device's pool counters (the memory test reads them): one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forward and gradients on the GPU against the CPU.
+fn gpu_vs_cpu(gpu: &Device, c: &Case, host: &[Vec<f32>; 4]) {
+    let what = format!("{c:?}");
+    let cpu = Device::cpu();
+    let want = fused(c, host, &cpu).to_vec().unwrap();
+    let got = fused(c, host, gpu).to_vec().unwrap();
+    assert_close(&got, &want, 5e-5, 1e-3, &format!("{what} forward"));
+    let (gw, gg) = (analytic(c, host, &cpu), analytic(c, host, gpu));
+    for (i, (g, w)) in gg.iter().zip(&gw).enumerate() {
+        let name = ["dq", "dk", "dv", "dmask"][i];
+        assert_close(g, w, 1e-4, 1e-3, &format!("{what} {name}"));
+    }
+}
+
+#[test]
+fn gpu_matches_cpu() {
+    let Some(gpu) = common::gpu() else { return };
+    let _s = serial();
+    let cases = [
+        Case::new(1, 1, 1, 1, 1, 8),
+        Case::new(2, 4, 2, 7, 7, 16).causal(),
+        Case::new(1, 4, 1, 64, 65, 64).mask(Mask::Full),
+        Case::new(1, 2, 2, 65, 64, 80).causal(),
+        Case::new(1, 2, 1, 200, 200, 8).causal(),
+        Case::new(2, 2, 2, 7, 200, 16).mask(Mask::KeyPadding).dv(8),
+        Case::new(1, 4, 2, 65, 7, 64).mask(Mask::Shared),
+        Case::new(1, 1, 1, 200, 65, 80).dv(16),
+        Case::new(1, 2, 1, 9, 70, 128).causal(),
+        Case::new(1, 4, 4, 1, 200, 8),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        gpu_vs_cpu(&gpu, c, &c.host(1000 + i as u64));
+    }
+}
+
+#[test]
+fn gpu_fully_masked_rows_and_strided_inputs() {
+    let Some(gpu) = common::gpu() else { return };
+    let _s = serial();
+    // A fully masked row: zeros and zero gradients, no NaN.
+    let c = Case::new(2, 2, 1, 4, 5, 8).mask(Mask::Full);
+    let mut host = c.host(5);
+    let row = (2 * 2 + 2) * 5;
+    host[3][row..row + 5].fill(f32::NEG_INFINITY);
+    gpu_vs_cpu(&gpu, &c, &host);
+    let o = fused(&c, &host, &gpu).to_vec().unwrap();
+    assert_eq!(&o[(2 * 2 + 2) * 8..][..8], &[0.0; 8]);
+    // Permuted views of a fused projection [B, T, 3, H, D].
+    let (b, t, h, d) = (2, 9, 2, 8);
+    let x = data(b * t * 3 * h * d, 9);
+    let run = |dev: &Device| -> (Vec<f32>, Vec<f32>) {
+        let x = Tensor::from_slice(&x, [b, t, 3, h, d], dev)
+            .unwrap()
+            .requires_grad();
+        let split = |i: usize| -> Tensor {
+            x.narrow(2, i, 1)
+                .unwrap()
+                .reshape([b, t, h, d])
+                .unwrap()
+                .permute(&[0, 2, 1, 3])
+                .unwrap()
+        };
+        let o = sdpa(&split(0), &split(1), &split(2), None, true, None).unwrap();
+        let g = loss_of(&o, 3).backward().unwrap();
+        (o.to_vec().unwrap(), g.get(&x).unwrap().to_vec().unwrap())
+    };
+    let ((og, gg), (oc, gc)) = (run(&gpu), run(&Device::cpu()));
+    assert_close(&og, &oc, 5e-5, 1e-3, "strided forward");
+    assert_close(&gg, &gc, 1e-4, 1e-3, "strided gradients");
+    // Head dims beyond the kernels' limit are a clear error.
+    let big = Tensor::zeros([1, 1, 2, 129], &gpu).unwrap();
+    let e = sdpa(&big, &big, &big, None, false, None).unwrap_err();
+    assert!(e.to_string().contains("129"), "{e}");
+}
+
+/// Item 5: at Tq = Tk = 2048, D = 64, one head, forward and backward allocate O(T·D) device
+/// memory; the 2048² score matrix (16 MiB) never exists.
+#[test]
+fn gpu_memory_is_linear_in_length() {
+    let Some(gpu) = common::gpu() else { return };
+    let _s = serial();
+    let (t, d) = (2048, 64);
+    let mk = |seed| {
+        Tensor::from_vec(data(t * d, seed), [1, 1, t, d], &gpu)
+            .unwrap()
+            .requires_grad()
+    };
+    let (q, k, v) = (mk(1), mk(2), mk(3));
+    gpu.synchronize().unwrap();
+    let total = |g: &Device| g.live_bytes() + g.pooled_bytes();
+    let (live0, total0) = (gpu.live_bytes(), total(&gpu));
+    let o = sdpa(&q, &k, &v, None, true, None).unwrap();
+    let live_fwd = gpu.live_bytes() - live0;
+    let g = o.sum_all().unwrap().backward().unwrap();
+    let dq = g.get(&q).unwrap().to_vec().unwrap();
+    assert!(dq.iter().all(|x| x.is_finite()));
+    let live_bwd = gpu.live_bytes() - live0;
+    let grown = total(&gpu) - total0;
+    let score_matrix = (t * t * 4) as u64;
+    println!(
+        "attention T={t} D={d}: forward holds {live_fwd} B, after backward {live_bwd} B live; \
+         the pool grew by {grown} B in all (peak bound); one score matrix is {score_matrix} B"
+    );
+    // O, LSE, the loss, dQ, dK|dV, Di and the ones of the loss gradient: about 2.6 MiB.
+    assert!(
+        grown < score_matrix / 4,
+        "the pool grew by {grown} B, near a score matrix of {score_matrix} B"
+    );
+}

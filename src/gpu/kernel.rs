@@ -31,6 +31,7 @@ shader!(INDEX, "index");
 shader!(OPTIM, "optim");
 shader!(POOL, "pool");
 shader!(CONV, "conv");
+shader!(ATTENTION, "attention");
 shader!(NORM, "norm");
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);

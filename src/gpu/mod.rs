@@ -1,5 +1,6 @@
 //! The wgpu backend: context, buffers, kernels, and one launcher file per kernel family.
 
+pub(crate) mod attention;
 pub mod buffer;
 pub mod context;
 pub(crate) mod conv;

@@ -1,6 +1,8 @@
 //! `scaled_dot_product_attention`: checks, dispatch to `cpu::attention` / `gpu::attention`, backward.
 
 use crate::cpu::attention::{self as cpu, Dims, View4};
+use crate::gpu::attention as gpu;
+use crate::ops::alloc_like;
 use crate::op::Op;
 use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;
@@ -69,10 +71,18 @@ pub fn scaled_dot_product_attention(
             (Storage::cpu(o), Storage::cpu(lse))
         }
         Storage::Gpu(_) => {
-            return Err(Error::invalid(
-                OP,
-                "the GPU backend has no attention kernel yet (use the CPU device)",
-            ))
+            let dev = q.device();
+            let (o, lse) = (alloc_like(dev, &out_shape, OP)?, alloc_like(dev, &lse_shape, OP)?);
+            gpu::forward(
+                &s,
+                gpu_operand(q, view4(q.layout())),
+                gpu_operand(k, view4(k.layout())),
+                gpu_operand(v, view4(v.layout())),
+                attn_mask.map(|m| gpu_operand(m, mask_view(m, &s))),
+                &o,
+                &lse,
+            )?;
+            (Storage::Gpu(o), Storage::Gpu(lse))
         }
     };
     let dev = q.device();
@@ -110,6 +120,17 @@ pub(crate) fn attention_backward(
 ) -> Result<Vec<(Tensor, Tensor)>> {
     let s = plan(q, k, v, mask, causal, Some(scale))?;
     let (o, lse) = (o.dense()?, lse.dense()?);
+    let dev = q.device();
+    let grad = |st: Storage, dims: [usize; 4], offset: usize| {
+        let mut layout = Layout::contiguous(Shape::from(dims));
+        layout.offset = offset;
+        Tensor::from_parts(st, layout, DType::F32, dev.clone(), None)
+    };
+    let (dq_dims, dk_dims, dv_dims) = (
+        [s.b, s.h, s.tq, s.d],
+        [s.b, s.hkv, s.tk, s.d],
+        [s.b, s.hkv, s.tk, s.dv],
+    );
     let (dq, dk, dv) = match q.storage() {
         Storage::Cpu(_) => {
             let (qg, kg, vg, gg) = (read(q), read(k), read(v), read(dout));
@@ -120,34 +141,50 @@ pub(crate) fn attention_backward(
                 (&qg, view4(q.layout())),
                 (&kg, view4(k.layout())),
                 (&vg, view4(v.layout())),
-                mask.zip(mg.as_deref())
-                    .map(|(m, g)| (&g[..], mask_view(m, &s))),
+                mask.zip(mg.as_deref()).map(|(m, g)| (&g[..], mask_view(m, &s))),
                 &og[..o.numel()],
                 &lg[..lse.numel()],
                 (&gg, view4(dout.layout())),
             );
-            (Storage::cpu(dq), Storage::cpu(dk), Storage::cpu(dv))
+            (
+                grad(Storage::cpu(dq), dq_dims, 0),
+                grad(Storage::cpu(dk), dk_dims, 0),
+                grad(Storage::cpu(dv), dv_dims, 0),
+            )
         }
         Storage::Gpu(_) => {
-            return Err(Error::invalid(
-                OP,
-                "the GPU backend has no attention kernel yet (use the CPU device)",
-            ))
+            // dK and dV share one buffer (the dK/dV kernel has one output binding).
+            let (nk, nv): (usize, usize) = (dk_dims.iter().product(), dv_dims.iter().product());
+            let di = alloc_like(dev, &Shape::from([s.b, s.h, s.tq]), OP)?;
+            let dq = alloc_like(dev, &Shape::from(dq_dims), OP)?;
+            let dkv = alloc_like(dev, &Shape::from([nk + nv]), OP)?;
+            let (Storage::Gpu(ob), Storage::Gpu(lb)) = (o.storage(), lse.storage()) else {
+                unreachable!("devices checked")
+            };
+            gpu::backward(
+                &s,
+                gpu_operand(q, view4(q.layout())),
+                gpu_operand(k, view4(k.layout())),
+                gpu_operand(v, view4(v.layout())),
+                mask.map(|m| gpu_operand(m, mask_view(m, &s))),
+                (ob, lb),
+                gpu_operand(dout, view4(dout.layout())),
+                &di,
+                &dq,
+                &dkv,
+            )?;
+            (
+                grad(Storage::Gpu(dq), dq_dims, 0),
+                grad(Storage::Gpu(dkv.clone()), dk_dims, 0),
+                grad(Storage::Gpu(dkv), dv_dims, nk),
+            )
         }
     };
-    let dev = q.device();
-    let grad = |st: Storage, dims: [usize; 4]| {
-        Tensor::from_storage(st, Shape::from(dims), DType::F32, dev, None)
-    };
     let mut out = Vec::with_capacity(4);
-    if q.requires_grad_flag() {
-        out.push((q.clone(), grad(dq, [s.b, s.h, s.tq, s.d])));
-    }
-    if k.requires_grad_flag() {
-        out.push((k.clone(), grad(dk, [s.b, s.hkv, s.tk, s.d])));
-    }
-    if v.requires_grad_flag() {
-        out.push((v.clone(), grad(dv, [s.b, s.hkv, s.tk, s.dv])));
+    for (t, g) in [(q, dq), (k, dk), (v, dv)] {
+        if t.requires_grad_flag() {
+            out.push((t.clone(), g));
+        }
     }
     if let Some(m) = mask.filter(|m| m.requires_grad_flag()) {
         out.push((m.clone(), mask_grad(&s, q, k, v, m, &lse, &o, dout)?));
@@ -262,6 +299,14 @@ fn plan(
         scale: scale.unwrap_or(1.0 / (qd[3] as f32).sqrt()),
         causal,
     })
+}
+
+/// A GPU tensor's buffer with a view.
+fn gpu_operand(t: &Tensor, view: View4) -> gpu::Operand<'_> {
+    match t.storage() {
+        Storage::Gpu(b) => (b, view),
+        Storage::Cpu(_) => unreachable!("wgml bug: GPU launch on a CPU tensor"),
+    }
 }
 
 /// A read guard on a CPU tensor's storage.
