@@ -172,9 +172,8 @@ impl Module for MultiHeadAttention {
     }
 }
 
-/// Scaled dot-product attention of `[B, H, Tq, D]` queries over `[B, H, Tk, D]` keys/values:
-/// the fused op on the CPU; on the GPU a composed stand-in (matmul, softmax, matmul) until the
-/// fused WGSL kernels land.
+/// Scaled dot-product attention of `[B, H, Tq, D]` queries over `[B, H, Tk, D]` keys/values
+/// (the fused op, on either device).
 fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -182,28 +181,5 @@ fn attention(
     mask: Option<&Tensor>,
     causal: bool,
 ) -> Result<Tensor> {
-    if q.device().is_cpu() {
-        return super::functional::scaled_dot_product_attention(q, k, v, mask, causal, None);
-    }
-    let d = q.dims()[3];
-    let (tq, tk) = (q.dims()[2], k.dims()[2]);
-    let mut s = q
-        .matmul(&k.transpose(-2, -1)?)?
-        .mul_scalar(1.0 / (d as f32).sqrt())?;
-    if causal {
-        let m: Vec<f32> = (0..tq * tk)
-            .map(|ij| {
-                if ij % tk <= ij / tk {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-            .collect();
-        s = s.add(&Tensor::from_vec(m, [tq, tk], q.device())?)?;
-    }
-    if let Some(m) = mask {
-        s = s.add(m)?;
-    }
-    s.softmax()?.matmul(v)
+    super::functional::scaled_dot_product_attention(q, k, v, mask, causal, None)
 }
