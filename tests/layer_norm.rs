@@ -46,7 +46,10 @@ fn forward_matches_reference() {
         let numel: usize = dims.iter().product();
         let n: usize = ns.iter().product();
         // An offset keeps the mean away from 0 so that a missing subtraction shows.
-        let xv: Vec<f32> = data(numel, i as u64).iter().map(|v| v * 3.0 + 1.5).collect();
+        let xv: Vec<f32> = data(numel, i as u64)
+            .iter()
+            .map(|v| v * 3.0 + 1.5)
+            .collect();
         let (wv, bv) = (data(n, 100 + i as u64), data(n, 200 + i as u64));
         for (hw, hb) in [(false, false), (true, false), (false, true), (true, true)] {
             let x = Tensor::from_slice(&xv, dims.clone(), &cpu).unwrap();
@@ -54,13 +57,7 @@ fn forward_matches_reference() {
             let b = Tensor::from_slice(&bv, ns.clone(), &cpu).unwrap();
             let y = layer_norm(&x, &ns, hw.then_some(&w), hb.then_some(&b), 1e-5).unwrap();
             assert_eq!(y.dims(), &dims[..]);
-            let want = reference(
-                &xv,
-                hw.then_some(&wv[..]),
-                hb.then_some(&bv[..]),
-                n,
-                1e-5,
-            );
+            let want = reference(&xv, hw.then_some(&wv[..]), hb.then_some(&bv[..]), n, 1e-5);
             let what = format!("forward {dims:?} {ns:?} w {hw} b {hb}");
             assert_close(&y.to_vec().unwrap(), &want, 1e-5, 1e-4, &what);
         }
@@ -68,14 +65,7 @@ fn forward_matches_reference() {
 }
 
 /// Forward output and (dx, dw, db) of `Σ y · r` on `dev`.
-fn run(
-    dev: &Device,
-    dims: &[usize],
-    ns: &[usize],
-    hw: bool,
-    hb: bool,
-    seed: u64,
-) -> Vec<Vec<f32>> {
+fn run(dev: &Device, dims: &[usize], ns: &[usize], hw: bool, hb: bool, seed: u64) -> Vec<Vec<f32>> {
     let numel: usize = dims.iter().product();
     let n: usize = ns.iter().product();
     let xv: Vec<f32> = data(numel, seed).iter().map(|v| v * 3.0 + 1.5).collect();

@@ -63,7 +63,9 @@ fn mha_reference(
         for i in 0..t {
             for o in 0..e {
                 let v: f64 = b_out[o] as f64
-                    + (0..e).map(|c| w_out[o * e + c] as f64 * concat[i][c]).sum::<f64>();
+                    + (0..e)
+                        .map(|c| w_out[o * e + c] as f64 * concat[i][c])
+                        .sum::<f64>();
                 out[(bi * t + i) * e + o] = v as f32;
             }
         }
@@ -104,12 +106,20 @@ fn multi_head_attention_matches_pytorch_formula() {
         let got = mha.forward(&x).unwrap();
         assert_eq!(got.dims(), &[b, t, e]);
         let want = mha_reference(&xv, (b, t, e, h), &v(0), &v(1), &v(2), &v(3), causal);
-        assert_close(&got.to_vec().unwrap(), &want, 1e-4, 1e-4, &format!("mha causal {causal}"));
+        assert_close(
+            &got.to_vec().unwrap(),
+            &want,
+            1e-4,
+            1e-4,
+            &format!("mha causal {causal}"),
+        );
     }
     let mut rng = Rng::new(1);
     assert!(MultiHeadAttention::new(10, 3, false, &mut rng, &cpu).is_err());
     let mha = MultiHeadAttention::new(12, 3, false, &mut rng, &cpu).unwrap();
-    assert!(mha.forward(&Tensor::zeros([2, 5, 8], &cpu).unwrap()).is_err());
+    assert!(mha
+        .forward(&Tensor::zeros([2, 5, 8], &cpu).unwrap())
+        .is_err());
     assert!(mha.forward(&Tensor::zeros([5, 12], &cpu).unwrap()).is_err());
 }
 
@@ -127,31 +137,46 @@ fn embeddings_and_positions() {
         assert_eq!(&y[p * 4..p * 4 + 4], &w[i * 4..i * 4 + 4]);
     }
     // N(0, 1) initialisation: a crude check of the spread over 4096 draws.
-    let big = Embedding::new(1024, 4, &mut rng, &cpu).unwrap().weight.to_vec().unwrap();
+    let big = Embedding::new(1024, 4, &mut rng, &cpu)
+        .unwrap()
+        .weight
+        .to_vec()
+        .unwrap();
     let var = big.iter().map(|v| v * v).sum::<f32>() / big.len() as f32;
     assert!((var - 1.0).abs() < 0.1, "variance {var}");
-    assert!(emb.forward(&Tensor::from_indices(&[10], [1], &cpu).unwrap()).is_err());
+    assert!(emb
+        .forward(&Tensor::from_indices(&[10], [1], &cpu).unwrap())
+        .is_err());
 
     let pe = SinusoidalPositionalEncoding::new(50, 6, &cpu).unwrap();
     let table = pe.table().to_vec().unwrap();
     // pe[t, 2i] = sin(t / 10000^(2i/6)), pe[t, 2i+1] = cos(..).
     let want = |t: usize, j: usize| {
         let a = t as f64 / 10000f64.powf((j - j % 2) as f64 / 6.0);
-        if j % 2 == 0 { a.sin() } else { a.cos() }
+        if j % 2 == 0 {
+            a.sin()
+        } else {
+            a.cos()
+        }
     };
     for (t, j) in [(0, 0), (0, 1), (7, 2), (7, 3), (49, 5)] {
-        assert!((table[t * 6 + j] as f64 - want(t, j)).abs() < 1e-6, "pe[{t}, {j}]");
+        assert!(
+            (table[t * 6 + j] as f64 - want(t, j)).abs() < 1e-6,
+            "pe[{t}, {j}]"
+        );
     }
     let x = Tensor::zeros([2, 3, 6], &cpu).unwrap();
     let y = pe.forward_from(&x, 4).unwrap().to_vec().unwrap();
     assert_eq!(&y[6..12], &table[5 * 6..6 * 6]);
     assert!(pe.forward_from(&x, 48).is_err());
 
-    let pos = PositionalEmbedding::new(8, 6, wgml::nn::init::Init::Normal(0.02), &mut rng, &cpu)
-        .unwrap();
+    let pos =
+        PositionalEmbedding::new(8, 6, wgml::nn::init::Init::Normal(0.02), &mut rng, &cpu).unwrap();
     let y = pos.forward(&x).unwrap().to_vec().unwrap();
     assert_eq!(&y[18..24], &pos.weight.to_vec().unwrap()[..6]);
-    assert!(pos.forward(&Tensor::zeros([1, 9, 6], &cpu).unwrap()).is_err());
+    assert!(pos
+        .forward(&Tensor::zeros([1, 9, 6], &cpu).unwrap())
+        .is_err());
 }
 
 #[test]
@@ -211,7 +236,11 @@ fn cached_matches_full(dev: &Device, atol: f32) {
             let x = Tensor::from_indices(&window, [1, window.len()], dev).unwrap();
             let full = model.logits(&x).unwrap();
             let v = full.dims()[2];
-            let want = full.narrow(1, window.len() - 1, 1).unwrap().reshape([1, v]).unwrap();
+            let want = full
+                .narrow(1, window.len() - 1, 1)
+                .unwrap()
+                .reshape([1, v])
+                .unwrap();
             assert_close(
                 &got.to_vec().unwrap(),
                 &want.to_vec().unwrap(),
@@ -231,9 +260,19 @@ fn cached_matches_full(dev: &Device, atol: f32) {
         // Two sequences at once give each one's logits.
         let mut cache = KvCache::new();
         model.feed(&mut cache, &[1, 2, 3, 4, 5, 6], 2).unwrap();
-        let two = model.feed(&mut cache, &[7, 8], 2).unwrap().to_vec().unwrap();
+        let two = model
+            .feed(&mut cache, &[7, 8], 2)
+            .unwrap()
+            .to_vec()
+            .unwrap();
         let x = Tensor::from_indices(&[1, 2, 3, 7, 4, 5, 6, 8], [2, 4], dev).unwrap();
-        let full = model.logits(&x).unwrap().narrow(1, 3, 1).unwrap().contiguous().unwrap();
+        let full = model
+            .logits(&x)
+            .unwrap()
+            .narrow(1, 3, 1)
+            .unwrap()
+            .contiguous()
+            .unwrap();
         assert_close(&two, &full.to_vec().unwrap(), atol, 1e-4, "batch of two");
         assert!(model.feed(&mut cache, &[1, 2, 3], 2).is_err());
     });
@@ -273,5 +312,8 @@ fn gpu_training_reduces_the_loss() {
         losses.push(loss.item().unwrap());
     }
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
-    assert!(losses[14] < 0.5 * losses[0], "loss did not fall: {losses:?}");
+    assert!(
+        losses[14] < 0.5 * losses[0],
+        "loss did not fall: {losses:?}"
+    );
 }

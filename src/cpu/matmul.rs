@@ -72,7 +72,10 @@ pub(crate) fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, s: Mkn) -> 
         .collect();
     let gemm = |oa: usize, ob: usize, c: &mut [f32]| {
         let c = SendPtr(c.as_mut_ptr());
-        let (a, b) = (SendPtr(a.as_ptr() as *mut f32), SendPtr(b.as_ptr() as *mut f32));
+        let (a, b) = (
+            SendPtr(a.as_ptr() as *mut f32),
+            SendPtr(b.as_ptr() as *mut f32),
+        );
         // SAFETY: every element sgemm reads is `oa + i·rsa + p·csa` (i < m, p < k), within
         // `last_index(la) < a.len()` (likewise for b); each block writes its own rows (or
         // columns) of the dense m×n block `c`.

@@ -95,7 +95,11 @@ pub(crate) fn backward(
         .zip(dy.par_chunks(rt * n))
         .zip(stats.par_chunks(rt * 2))
         .map(|(((dx, x), dy), st)| {
-            let mut part = if params { vec![0.0f32; 2 * n] } else { Vec::new() };
+            let mut part = if params {
+                vec![0.0f32; 2 * n]
+            } else {
+                Vec::new()
+            };
             let mut g = vec![0.0f32; n];
             let mut xhat = vec![0.0f32; n];
             for (((dx, x), dy), st) in dx

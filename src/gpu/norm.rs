@@ -152,9 +152,6 @@ pub(crate) fn backward_params(
         constants: &[("WG", PARAM_WG as f64), ("RB", PARAM_RB as f64)],
         params: bytemuck::bytes_of(&p),
         buffers: &buffers,
-        grid: ctx.grid_1d(
-            col_blocks * rows.div_ceil(PARAM_RB),
-            "layer_norm_backward",
-        )?,
+        grid: ctx.grid_1d(col_blocks * rows.div_ceil(PARAM_RB), "layer_norm_backward")?,
     })
 }

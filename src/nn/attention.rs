@@ -71,7 +71,7 @@ impl MultiHeadAttention {
         rng: &mut Rng,
         device: &Device,
     ) -> Result<MultiHeadAttention> {
-        if num_heads == 0 || embed_dim % num_heads != 0 {
+        if num_heads == 0 || !embed_dim.is_multiple_of(num_heads) {
             return Err(Error::invalid(
                 "MultiHeadAttention",
                 format!("embed_dim {embed_dim} must be a multiple of num_heads {num_heads}"),
@@ -116,7 +116,9 @@ impl MultiHeadAttention {
     /// `out_proj` of the heads `o [B, H, T, D]` put back side by side: `[B, T, E]`.
     fn merge(&self, o: &Tensor) -> Result<Tensor> {
         let (b, t) = (o.dims()[0], o.dims()[2]);
-        let o = o.permute(&[0, 2, 1, 3])?.reshape([b, t, self.embed_dim()])?;
+        let o = o
+            .permute(&[0, 2, 1, 3])?
+            .reshape([b, t, self.embed_dim()])?;
         self.out_proj.forward(&o)
     }
 

@@ -7,19 +7,19 @@ mod embedding;
 pub mod functional;
 pub mod init;
 mod linear;
-mod norm;
 pub mod loss;
+mod norm;
 mod pool;
 mod transformer;
 
 pub use attention::{AttentionCache, MultiHeadAttention};
 pub use conv::Conv2d;
-pub use embedding::{Embedding, PositionalEmbedding, SinusoidalPositionalEncoding};
-pub use norm::LayerNorm;
-pub use transformer::{KvCache, TransformerBlock, TransformerConfig, TransformerLm};
 pub use dropout::Dropout;
+pub use embedding::{Embedding, PositionalEmbedding, SinusoidalPositionalEncoding};
 pub use linear::Linear;
+pub use norm::LayerNorm;
 pub use pool::{AvgPool2d, MaxPool2d};
+pub use transformer::{KvCache, TransformerBlock, TransformerConfig, TransformerLm};
 
 use crate::{Result, Tensor};
 

@@ -142,7 +142,9 @@ impl TransformerLm {
         let deep = 1.0 / (2.0 * c.layers.max(1) as f32).sqrt();
         let mut blocks = Vec::with_capacity(c.layers);
         for _ in 0..c.layers {
-            let mut b = TransformerBlock::new(c.d_model, c.heads, c.mlp, c.dropout, true, &mut rng, device)?;
+            let mut b = TransformerBlock::new(
+                c.d_model, c.heads, c.mlp, c.dropout, true, &mut rng, device,
+            )?;
             b.attn = MultiHeadAttention::with_init(
                 c.d_model,
                 c.heads,
@@ -152,16 +154,43 @@ impl TransformerLm {
                 &mut rng,
                 device,
             )?;
-            b.fc1 = Linear::with_init(c.d_model, c.mlp, fan(c.d_model, 1.0), Some(Init::Zeros), &mut rng, device)?;
-            b.fc2 = Linear::with_init(c.mlp, c.d_model, fan(c.mlp, deep), Some(Init::Zeros), &mut rng, device)?;
+            b.fc1 = Linear::with_init(
+                c.d_model,
+                c.mlp,
+                fan(c.d_model, 1.0),
+                Some(Init::Zeros),
+                &mut rng,
+                device,
+            )?;
+            b.fc2 = Linear::with_init(
+                c.mlp,
+                c.d_model,
+                fan(c.mlp, deep),
+                Some(Init::Zeros),
+                &mut rng,
+                device,
+            )?;
             blocks.push(b);
         }
         Ok(TransformerLm {
             tok: Embedding::with_init(c.vocab, c.d_model, Init::Normal(0.02), &mut rng, device)?,
-            pos: PositionalEmbedding::new(c.context, c.d_model, Init::Normal(0.02), &mut rng, device)?,
+            pos: PositionalEmbedding::new(
+                c.context,
+                c.d_model,
+                Init::Normal(0.02),
+                &mut rng,
+                device,
+            )?,
             blocks,
             ln_f: LayerNorm::new(&[c.d_model], device)?,
-            head: Linear::with_init(c.d_model, c.vocab, fan(c.d_model, 1.0), Some(Init::Zeros), &mut rng, device)?,
+            head: Linear::with_init(
+                c.d_model,
+                c.vocab,
+                fan(c.d_model, 1.0),
+                Some(Init::Zeros),
+                &mut rng,
+                device,
+            )?,
             config: c,
         })
     }
@@ -202,7 +231,7 @@ impl TransformerLm {
     pub fn feed(&self, cache: &mut KvCache, ids: &[u32], batch: usize) -> Result<Tensor> {
         const OP: &str = "TransformerLm::feed";
         let ctx = self.config.context;
-        if batch == 0 || ids.is_empty() || ids.len() % batch != 0 {
+        if batch == 0 || ids.is_empty() || !ids.len().is_multiple_of(batch) {
             return Err(Error::invalid(
                 OP,
                 format!("{} ids do not split into {batch} sequences", ids.len()),

@@ -103,8 +103,7 @@ impl Tensor {
         // product instead of a batch of them and a reduction over the batch (4x faster on the
         // Transformer's Linear layers).
         let r = self.rank();
-        if r > 2 && rhs.rank() == 2 && self.is_contiguous() && rhs.dims()[0] == self.dims()[r - 1]
-        {
+        if r > 2 && rhs.rank() == 2 && self.is_contiguous() && rhs.dims()[0] == self.dims()[r - 1] {
             let k = self.dims()[r - 1];
             let rows = self.numel() / k.max(1);
             if k > 0 && rows > 0 {

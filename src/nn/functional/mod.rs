@@ -5,5 +5,5 @@ mod norm;
 
 pub(crate) use attention::attention_backward;
 pub use attention::scaled_dot_product_attention;
-pub(crate) use norm::layer_norm_backward;
 pub use norm::layer_norm;
+pub(crate) use norm::layer_norm_backward;

@@ -46,7 +46,10 @@ pub fn layer_norm(
     if !(eps >= 0.0 && eps.is_finite()) {
         return Err(Error::invalid(
             OP,
-            format!("eps must be finite and >= 0, got {eps} (x shape {:?})", x.dims()),
+            format!(
+                "eps must be finite and >= 0, got {eps} (x shape {:?})",
+                x.dims()
+            ),
         ));
     }
     x.check_nonempty(OP)?;
@@ -143,7 +146,10 @@ pub(crate) fn layer_norm_backward(
             let pw = match dwdb {
                 Some(v) => {
                     let t = wrap(Storage::cpu(v), vec![2, n]);
-                    Some((t.narrow(0, 0, 1)?.reshape(n)?, t.narrow(0, 1, 1)?.reshape(n)?))
+                    Some((
+                        t.narrow(0, 0, 1)?.reshape(n)?,
+                        t.narrow(0, 1, 1)?.reshape(n)?,
+                    ))
                 }
                 None => None,
             };
@@ -152,14 +158,25 @@ pub(crate) fn layer_norm_backward(
         (Storage::Gpu(xb), Storage::Gpu(gb), Storage::Gpu(sb)) => {
             let ctx = xb.ctx();
             let dx = buffer::alloc(ctx, x.numel(), BOP, x.dims())?;
-            gpu::backward_dx((xb, xo), sb, (gb, go), w.as_ref().map(gpu_buf), &dx, rows, n)?;
+            gpu::backward_dx(
+                (xb, xo),
+                sb,
+                (gb, go),
+                w.as_ref().map(gpu_buf),
+                &dx,
+                rows,
+                n,
+            )?;
             let dx = wrap(Storage::Gpu(dx), x.dims().to_vec());
             let pw = if params {
                 let blocks = rows.div_ceil(gpu::PARAM_RB);
                 let part = buffer::alloc(ctx, blocks * 2 * n, BOP, x.dims())?;
                 gpu::backward_params((xb, xo), sb, (gb, go), &part, rows, n)?;
                 let t = wrap(Storage::Gpu(part), vec![blocks, 2, n]).sum(0, false)?;
-                Some((t.narrow(0, 0, 1)?.reshape(n)?, t.narrow(0, 1, 1)?.reshape(n)?))
+                Some((
+                    t.narrow(0, 0, 1)?.reshape(n)?,
+                    t.narrow(0, 1, 1)?.reshape(n)?,
+                ))
             } else {
                 None
             };
