@@ -294,11 +294,12 @@ fn fully_masked_rows_give_zeros() {
     let cpu = Device::cpu();
     let c = Case::new(2, 2, 1, 4, 5, 3).mask(Mask::Full);
     let mut host = c.host(5);
-    // Row (b 1, h 0, i 2) fully masked.
-    let row = ((1 * 2) * 4 + 2) * 5;
+    // Row (b 1, h 0, i 2) fully masked: row (1·H + 0)·Tq + 2 = 10 of the (B·H·Tq) rows.
+    let r = 10;
+    let row = r * 5;
     host[3][row..row + 5].fill(f32::NEG_INFINITY);
     let o = fused(&c, &host, &cpu).to_vec().unwrap();
-    let orow = ((1 * 2) * 4 + 2) * 3;
+    let orow = r * 3;
     assert_eq!(&o[orow..orow + 3], &[0.0; 3]);
     assert!(o.iter().all(|x| x.is_finite()));
     let g = analytic(&c, &host, &cpu);
@@ -513,6 +514,17 @@ fn gpu_fully_masked_rows_and_strided_inputs() {
     let ((og, gg), (oc, gc)) = (run(&gpu), run(&Device::cpu()));
     assert_close(&og, &oc, 5e-5, 1e-3, "strided forward");
     assert_close(&gg, &gc, 1e-4, 1e-3, "strided gradients");
+    // Operands on different devices.
+    let (qc, kg) = (
+        Tensor::zeros([1, 1, 2, 4], &Device::cpu()).unwrap(),
+        Tensor::zeros([1, 1, 2, 4], &gpu).unwrap(),
+    );
+    let e = sdpa(&qc, &kg, &kg, None, false, None).unwrap_err();
+    assert!(matches!(e, Error::DeviceMismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("scaled_dot_product_attention"),
+        "{e}"
+    );
     // Head dims beyond the kernels' limit are a clear error.
     let big = Tensor::zeros([1, 1, 2, 129], &gpu).unwrap();
     let e = sdpa(&big, &big, &big, None, false, None).unwrap_err();

@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 /// Query rows per block.
-const RB: usize = 64;
+const RB: usize = 32;
 
 /// A rank-4 strided view: element `[b, h, t, d]` is at `off + b·s[0] + h·s[1] + t·s[2] + d·s[3]`
 /// (strides 0 for broadcast dims of a mask).
@@ -298,7 +298,9 @@ pub(crate) fn exp(x: f32) -> f32 {
     // low bits of the sum, from which 2^n is built with integer ops (a float-to-int cast does
     // not vectorise).
     const ROUND: f32 = 12_582_912.0;
-    let xc = x.max(-87.3).min(88.0); // never NaN
+    // Not `clamp`: max/min turn a NaN into a bound, so the bit tricks below never see one.
+    #[allow(clippy::manual_clamp)]
+    let xc = x.max(-87.3).min(88.0);
     let t = xc * LOG2E + ROUND;
     let n = t - ROUND;
     let pow2 = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
@@ -308,7 +310,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = (p * r * r + r + 1.0) * pow2;
     if x < -87.3 {
         0.0
@@ -467,7 +469,7 @@ pub(crate) fn backward(
 /// on it.
 fn check(s: &Dims, q: &Input, k: &Input, v: &Input, mask: Option<&Input>) {
     let ok = s.hkv > 0
-        && s.h % s.hkv == 0
+        && s.h.is_multiple_of(s.hkv)
         && q.1.fits([s.b, s.h, s.tq, s.d], q.0.len())
         && k.1.fits([s.b, s.hkv, s.tk, s.d], k.0.len())
         && v.1.fits([s.b, s.hkv, s.tk, s.dv], v.0.len())

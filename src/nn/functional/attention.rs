@@ -2,8 +2,8 @@
 
 use crate::cpu::attention::{self as cpu, Dims, View4};
 use crate::gpu::attention as gpu;
-use crate::ops::alloc_like;
 use crate::op::Op;
+use crate::ops::alloc_like;
 use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;
 use crate::{DType, Error, Result, Tensor};
@@ -72,7 +72,10 @@ pub fn scaled_dot_product_attention(
         }
         Storage::Gpu(_) => {
             let dev = q.device();
-            let (o, lse) = (alloc_like(dev, &out_shape, OP)?, alloc_like(dev, &lse_shape, OP)?);
+            let (o, lse) = (
+                alloc_like(dev, &out_shape, OP)?,
+                alloc_like(dev, &lse_shape, OP)?,
+            );
             gpu::forward(
                 &s,
                 gpu_operand(q, view4(q.layout())),
@@ -141,7 +144,8 @@ pub(crate) fn attention_backward(
                 (&qg, view4(q.layout())),
                 (&kg, view4(k.layout())),
                 (&vg, view4(v.layout())),
-                mask.zip(mg.as_deref()).map(|(m, g)| (&g[..], mask_view(m, &s))),
+                mask.zip(mg.as_deref())
+                    .map(|(m, g)| (&g[..], mask_view(m, &s))),
                 &og[..o.numel()],
                 &lg[..lse.numel()],
                 (&gg, view4(dout.layout())),
