@@ -153,7 +153,7 @@ fn embeddings_and_positions() {
     // pe[t, 2i] = sin(t / 10000^(2i/6)), pe[t, 2i+1] = cos(..).
     let want = |t: usize, j: usize| {
         let a = t as f64 / 10000f64.powf((j - j % 2) as f64 / 6.0);
-        if j % 2 == 0 {
+        if j.is_multiple_of(2) {
             a.sin()
         } else {
             a.cos()

@@ -110,7 +110,11 @@ impl SinusoidalPositionalEncoding {
             for j in 0..dim {
                 let i2 = (j - j % 2) as f64;
                 let angle = t as f64 / 10000f64.powf(i2 / dim as f64);
-                pe[t * dim + j] = if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32;
+                pe[t * dim + j] = if j.is_multiple_of(2) {
+                    angle.sin()
+                } else {
+                    angle.cos()
+                } as f32;
             }
         }
         Ok(SinusoidalPositionalEncoding {
