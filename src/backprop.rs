@@ -48,6 +48,8 @@ impl Op {
             Op::Cat(ts, _) => ts.iter().collect(),
             Op::Attention { q, k, v, mask, .. } => [q, k, v].into_iter().chain(mask).collect(),
             Op::Lstm(s) => s.inputs().to_vec(),
+            // The saved statistics are bookkeeping, not an input.
+            Op::LayerNorm(x, w, b, _) => std::iter::once(x).chain(w).chain(b).collect(),
         }
     }
 }
@@ -356,6 +358,22 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             dy,
         ),
         Op::Lstm(s) => crate::ops::lstm_backward(s, y, dy),
+        Op::LayerNorm(x, w, b, stats) => {
+            let wants = |t: &Option<Tensor>| t.as_ref().is_some_and(|t| t.requires_grad_flag());
+            let params = wants(w) || wants(b);
+            let (dx, pw) =
+                crate::nn::functional::layer_norm_backward(x, w.as_ref(), stats, dy, params)?;
+            let mut out = vec![(x.clone(), dx)];
+            if let Some((dw, db)) = pw {
+                if let Some(w) = w {
+                    out.push((w.clone(), dw.reshape(w.shape().clone())?));
+                }
+                if let Some(b) = b {
+                    out.push((b.clone(), db.reshape(b.shape().clone())?));
+                }
+            }
+            Ok(out)
+        }
     }
 }
 

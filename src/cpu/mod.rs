@@ -7,6 +7,7 @@ pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod lstm;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod softmax;

@@ -17,9 +17,38 @@ pub(crate) fn reduce(op: ReduceOp, x: &[f32], l: &Layout, dims: &[usize]) -> Vec
         let v = if op == ReduceOp::Mean { f32::NAN } else { 0.0 };
         return vec![v; o];
     }
+    use rayon::prelude::*;
+    let rank = shape.len();
+    let k = dims.len();
+    if l.is_contiguous() && matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
+        let x = &x[l.offset..l.offset + o * r];
+        if dims.iter().enumerate().all(|(i, &d)| d == rank - k + i) {
+            // Trailing dims: contiguous rows, no copy.
+            return x.par_chunks(r).map(|row| reduce_row(op, row)).collect();
+        }
+        if dims.iter().enumerate().all(|(i, &d)| d == i) {
+            // Leading dims (bias gradients): column sums over r rows of o, in f64, split
+            // into column blocks for the threads.
+            const COLS: usize = 256;
+            let mut out = vec![0.0f32; o];
+            out.par_chunks_mut(COLS).enumerate().for_each(|(c, out)| {
+                let c0 = c * COLS;
+                let mut acc = vec![0.0f64; out.len()];
+                for row in x.chunks_exact(o) {
+                    for (a, &v) in acc.iter_mut().zip(&row[c0..c0 + out.len()]) {
+                        *a += v as f64;
+                    }
+                }
+                let div = if op == ReduceOp::Mean { r as f64 } else { 1.0 };
+                for (o, a) in out.iter_mut().zip(&acc) {
+                    *o = (a / div) as f32;
+                }
+            });
+            return out;
+        }
+    }
     let perm: Vec<usize> = kept.iter().chain(dims).copied().collect();
     let rows = super::elementwise::gather(x, &l.permute(&perm));
-    use rayon::prelude::*;
     rows.par_chunks(r).map(|row| reduce_row(op, row)).collect()
 }
 

@@ -42,6 +42,7 @@ static DISPATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 pub fn dispatch_count() -> u64 {
     DISPATCHES.load(std::sync::atomic::Ordering::Relaxed)
 }
+shader!(NORM, "norm");
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 

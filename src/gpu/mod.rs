@@ -9,6 +9,7 @@ pub(crate) mod index;
 pub(crate) mod kernel;
 pub(crate) mod lstm;
 pub(crate) mod matmul;
+pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod reduce;

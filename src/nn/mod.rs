@@ -1,19 +1,27 @@
 //! Layers: the `Module` trait, `Sequential`, activations, and the layer types.
 
+mod attention;
 mod conv;
 mod dropout;
+mod embedding;
 pub mod functional;
 pub mod init;
 mod linear;
 pub mod loss;
 mod lstm;
+mod norm;
 mod pool;
+mod transformer;
 
+pub use attention::{AttentionCache, MultiHeadAttention};
 pub use conv::Conv2d;
 pub use dropout::Dropout;
+pub use embedding::{Embedding, PositionalEmbedding, SinusoidalPositionalEncoding};
 pub use linear::Linear;
 pub use lstm::{Lstm, LstmCell, LstmConfig, LstmState};
+pub use norm::LayerNorm;
 pub use pool::{AvgPool2d, MaxPool2d};
+pub use transformer::{KvCache, TransformerBlock, TransformerConfig, TransformerLm};
 
 use crate::{Result, Tensor};
 
