@@ -116,7 +116,7 @@ impl UnaryOp {
             UnaryOp::GeluGrad => {
                 let cdf = 0.5 * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
                 // 1/√(2π)
-                let pdf = exp_f32(-0.5 * x * x) * 0.398_942_3;
+                let pdf = crate::cpu::fastmath::exp(-0.5 * x * x) * 0.398_942_3;
                 cdf + x * pdf
             }
             UnaryOp::Sign => {
@@ -298,49 +298,13 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
         - (((((1.061_405_4 * t - 1.453_152_1) * t) + 1.421_413_8) * t - 0.284_496_74) * t
             + 0.254_829_6)
             * t
-            * exp_f32(-a * a);
+            * crate::cpu::fastmath::exp(-a * a);
     y.copysign(x)
-}
-
-/// `e^x` in f32 without a libm call, so that loops over it vectorise (GELU and its derivative
-/// spent most of their time in scalar `expf`). Cody–Waite reduction `x = k·ln2 + r` with
-/// `|r| <= ln2/2`, a degree-6 Taylor polynomial for `e^r` (relative error < 2e-7), and `2^k`
-/// built in the exponent bits. Inputs are clamped to [-87.3, 88] (results stay normal floats):
-/// callers use it where that range is enough (`e^(-x²)` in erf, `e^(-x²/2)` in GELU's slope).
-#[inline(always)]
-pub(crate) fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // 1.5·2^23: adding and subtracting it rounds to the nearest integer with plain adds.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.0);
-    let k = (x * LOG2E + ROUND) - ROUND;
-    let r = (x - k * LN2_HI) - k * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_f32_is_accurate() {
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let (got, want) = (exp_f32(x) as f64, (x as f64).exp());
-            assert!(
-                ((got - want) / want).abs() < 4e-7,
-                "exp({x}) = {got}, want {want}"
-            );
-            x += 0.0137;
-        }
-        assert!(exp_f32(-1000.0) < 1.3e-38 && exp_f32(-1000.0) > 0.0);
-    }
 
     #[test]
     fn erf_f32_matches_f64() {

@@ -612,8 +612,9 @@ fn composed(ts: &[Tensor]) -> Outs {
 }
 
 /// Steps with B·H >= 2048 cells are split across threads by hidden units (H = 131 splits
-/// unevenly; H = 256 keeps one threaded matmul per step and splits only the cells); forward
-/// and every gradient must still match the composed reference.
+/// unevenly), and products of 2^20 multiply-adds or more (the input projection and weight
+/// gradients of the T = 4, B = 32, I = 64, H = 128 case) are split into blocks of rows or
+/// columns; forward and every gradient must still match the composed reference.
 #[test]
 fn threaded_steps_match_composed_ops() {
     let cpu = Device::cpu();
@@ -635,6 +636,12 @@ fn threaded_steps_match_composed_ops() {
             b: 8,
             i: 3,
             h: 256,
+        },
+        Sz {
+            t: 4,
+            b: 32,
+            i: 64,
+            h: 128,
         },
     ] {
         let vals = inputs(s, 300);

@@ -14,6 +14,7 @@
 // RB × Tk stays in cache, and with a causal mask the keys after the block's last row are
 // skipped (a block needs keys j < its end only).
 
+use super::fastmath::exp;
 use rayon::prelude::*;
 
 /// Query rows per block.
@@ -263,7 +264,7 @@ fn lanes(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 /// FMA when the CPU has them (the crate's baseline target is SSE2).
 fn exp_sub(row: &mut [f32], c: f32) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if super::fastmath::has_avx2_fma() {
         // SAFETY: the CPU supports the features the function is compiled for.
         return unsafe { exp_sub_avx2(row, c) };
     }
@@ -280,44 +281,6 @@ unsafe fn exp_sub_avx2(row: &mut [f32], c: f32) {
 fn exp_sub_plain(row: &mut [f32], c: f32) {
     for x in row.iter_mut() {
         *x = exp(*x - c);
-    }
-}
-
-/// `e^x` for f32 in the hot loops, written so that LLVM vectorises it (std's `expf` is a
-/// library call per element, and was half the forward's time). The Cephes `expf` scheme:
-/// `e^x = 2^n · e^r` with `n = round(x·log₂e)`, `r = x − n·ln 2` (ln 2 split in two for
-/// accuracy) and a degree-7 minimax polynomial for `e^r` on |r| ≤ ln 2 / 2; relative error
-/// about 2e-7 (tested against std). Inputs below −87.3 (and −∞) give 0; the callers only pass
-/// x ≤ 0 (scores minus their row maximum or log-sum-exp), and inputs above 88 are clamped.
-#[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2^23 rounds to the nearest integer n (|x·log₂e| < 2^22) and leaves n in the
-    // low bits of the sum, from which 2^n is built with integer ops (a float-to-int cast does
-    // not vectorise).
-    const ROUND: f32 = 12_582_912.0;
-    // Not `clamp`: max/min turn a NaN into a bound, so the bit tricks below never see one.
-    #[allow(clippy::manual_clamp)]
-    let xc = x.max(-87.3).min(88.0);
-    let t = xc * LOG2E + ROUND;
-    let n = t - ROUND;
-    let pow2 = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_2e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = (p * r * r + r + 1.0) * pow2;
-    if x < -87.3 {
-        0.0
-    } else if x.is_nan() {
-        x
-    } else {
-        y
     }
 }
 
@@ -475,25 +438,4 @@ fn check(s: &Dims, q: &Input, k: &Input, v: &Input, mask: Option<&Input>) {
         && v.1.fits([s.b, s.hkv, s.tk, s.dv], v.0.len())
         && mask.is_none_or(|m| m.1.fits([s.b, s.h, s.tq, s.tk], m.0.len()));
     assert!(ok, "wgml bug: attention views exceed their storage ({s:?})");
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn exp_matches_std() {
-        let mut worst = 0.0f32;
-        for i in 0..=200_000 {
-            let x = -90.0 + i as f32 * (178.0 / 200_000.0);
-            let (got, want) = (super::exp(x), x.exp());
-            if x >= -87.3 {
-                worst = worst.max(((got - want) / want).abs());
-            } else if x < -87.3 {
-                assert_eq!(got, 0.0, "exp({x})");
-            }
-        }
-        assert!(worst < 5e-7, "worst relative error {worst}");
-        assert_eq!(super::exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(super::exp(0.0), 1.0);
-        assert!(super::exp(f32::NAN).is_nan());
-    }
 }

@@ -18,6 +18,7 @@
 // cell passes use a branch-free exponential that the compiler vectorises (see `exp`).
 
 use super::alloc;
+use super::fastmath::{sigmoid, tanh};
 use rayon::prelude::*;
 
 /// The sizes of one LSTM layer over one sequence.
@@ -75,18 +76,47 @@ fn gemm(
         (m - 1) * rsc + n <= c.len(),
         "wgml bug: lstm gemm output out of bounds"
     );
-    // SAFETY: the asserts above bound every index sgemm reads or writes.
-    unsafe {
-        gemm_raw(
-            mkn,
-            a.as_ptr(),
-            (rsa, csa),
-            b.as_ptr(),
-            (rsb, csb),
-            beta,
-            c.as_mut_ptr(),
-            rsc,
-        )
+    // A large product (the input projection and the weight gradients over all T·B rows) is
+    // split into blocks of rows of C (or of columns, when there are more of them), one per
+    // thread: sgemm itself runs single-threaded (see src/cpu/matmul.rs).
+    let parts = if m * k * n >= 1 << 20 {
+        rayon::current_num_threads().min(m.max(n) / 32).max(1)
+    } else {
+        1
+    };
+    let (pa, pb, pc) = (
+        Ptr(a.as_ptr() as *mut f32),
+        Ptr(b.as_ptr() as *mut f32),
+        Ptr(c.as_mut_ptr()),
+    );
+    // SAFETY: the asserts above bound every index sgemm reads or writes; the blocks write
+    // disjoint rows (or columns) of C.
+    let block = |(r0, r1): (usize, usize), (c0, c1): (usize, usize)| unsafe {
+        if r1 > r0 && c1 > c0 {
+            gemm_raw(
+                (r1 - r0, k, c1 - c0),
+                pa.at(r0 * rsa),
+                (rsa, csa),
+                pb.at(c0 * csb),
+                (rsb, csb),
+                beta,
+                pc.at(r0 * rsc + c0),
+                rsc,
+            )
+        }
+    };
+    let chunk = |len: usize, p: usize| {
+        let per = len.div_ceil(parts);
+        ((p * per).min(len), ((p + 1) * per).min(len))
+    };
+    match parts {
+        1 => block((0, m), (0, n)),
+        _ if m >= n => (0..parts)
+            .into_par_iter()
+            .for_each(|p| block(chunk(m, p), (0, n))),
+        _ => (0..parts)
+            .into_par_iter()
+            .for_each(|p| block((0, m), chunk(n, p))),
     }
 }
 
@@ -124,36 +154,6 @@ unsafe fn gemm_raw(
     );
 }
 
-/// `e^x` to about 2 ulp for |x| < 87 (clamped outside), without branches or calls so that loops
-/// over it vectorise: `e^x = 2^n · e^r` with `n = round(x / ln 2)`, `|r| <= ln 2 / 2`, and a
-/// degree-6 Taylor polynomial for `e^r` (Cody–Waite split of ln 2, as in Cephes' `expf`).
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
-    let x = x.clamp(-87.0, 87.0);
-    let t = x * std::f32::consts::LOG2_E + SHIFT;
-    let n = t - SHIFT;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((t.to_bits() as i32 - 0x4B40_0000 + 127) << 23) as u32);
-    p * scale
-}
-
-/// The logistic sigmoid `1 / (1 + e^-x)`.
-#[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-/// `tanh x = 2σ(2x) - 1` (absolute error below 1e-7).
-#[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
-    2.0 * sigmoid(2.0 * x) - 1.0
-}
-
 /// Below this many cells (B·H) a step runs on one thread: rayon's hand-off would cost more.
 const PAR_MIN: usize = 1 << 11;
 
@@ -177,14 +177,12 @@ fn parts(d: Dims) -> usize {
 }
 
 /// `(parts, split)`: the slices of hidden units a step's cells are split into, and whether
-/// each slice also does its own gate-column matmuls. A slice's matmul `[B, H]×[H, n]` is split
-/// only while it stays below matrixmultiply's threading threshold (`m·k + k·n < 2·2^14`, see
-/// its `LoopThreadConfig`), so sgemm's own threads never nest inside rayon's; larger steps
-/// (H = 512) do one matmul per step, threaded by sgemm, then the cells in parallel.
+/// each slice also does its own gate-column matmuls (always, when there is more than one:
+/// sgemm itself is single-threaded, see src/cpu/matmul.rs, so splitting is how a step's
+/// matmul uses both cores).
 fn plan(d: Dims) -> (usize, bool) {
     let parts = parts(d);
-    let split = parts > 1 && d.b * d.h + d.h * d.h.div_ceil(parts) < 2 << 14;
-    (parts, split)
+    (parts, parts > 1)
 }
 
 /// Runs `f(j0, j1)` over `parts` contiguous ranges of `h` hidden units (in parallel if > 1).
@@ -222,6 +220,23 @@ impl Ptr {
 /// (each `[n]`, overwritten by the activations), `cp` = c_{t-1} → `c` = c_t, `h` = h_t.
 #[inline]
 fn cell_forward(z: [&mut [f32]; 4], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::fastmath::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { cell_forward_avx2(z, cp, c, h) };
+    }
+    cell_forward_plain(z, cp, c, h)
+}
+
+/// [`cell_forward`] compiled for AVX2 + FMA (8 lanes instead of SSE2's 4).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_forward_avx2(z: [&mut [f32]; 4], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
+    cell_forward_plain(z, cp, c, h)
+}
+
+#[inline(always)]
+fn cell_forward_plain(z: [&mut [f32]; 4], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
     let n = h.len();
     let [zi, zf, zg, zo] = z;
     // Equal lengths up front let the compiler drop the bounds checks and vectorise.
@@ -245,6 +260,37 @@ fn cell_forward(z: [&mut [f32]; 4], cp: &[f32], c: &mut [f32], h: &mut [f32]) {
 /// by the gradient reaching c_{t-1}.
 #[inline]
 fn cell_backward(
+    a: [&[f32]; 4],
+    c: &[f32],
+    cp: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    dz: [&mut [f32]; 4],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::fastmath::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { cell_backward_avx2(a, c, cp, dh, dc, dz) };
+    }
+    cell_backward_plain(a, c, cp, dh, dc, dz)
+}
+
+/// [`cell_backward`] compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_backward_avx2(
+    a: [&[f32]; 4],
+    c: &[f32],
+    cp: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    dz: [&mut [f32]; 4],
+) {
+    cell_backward_plain(a, c, cp, dh, dc, dz)
+}
+
+#[inline(always)]
+fn cell_backward_plain(
     a: [&[f32]; 4],
     c: &[f32],
     cp: &[f32],
@@ -554,25 +600,5 @@ pub(crate) fn backward(
         dw_ih,
         dw_hh,
         db,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut x = -87.0f32;
-        while x < 87.0 {
-            let (got, want) = (exp(x), (x as f64).exp());
-            let rel = ((got as f64 - want) / want).abs();
-            assert!(rel < 5e-7, "exp({x}) = {got}, want {want} (rel {rel})");
-            x += 0.0173;
-        }
-        assert!((tanh(0.3) - 0.3f32.tanh()).abs() < 2e-7);
-        assert!(sigmoid(-200.0) < 1e-30);
-        assert_eq!(sigmoid(200.0), 1.0);
-        assert!((tanh(-50.0) + 1.0).abs() < 1e-7);
     }
 }

@@ -4,6 +4,7 @@ pub(crate) mod alloc;
 pub(crate) mod attention;
 pub mod conv;
 pub(crate) mod elementwise;
+pub(crate) mod fastmath;
 pub(crate) mod index;
 pub(crate) mod lstm;
 pub(crate) mod matmul;
