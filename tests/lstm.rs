@@ -114,6 +114,13 @@ fn grads(vals: &[Vec<f32>], s: Sz, dev: &Device, w: &[Tensor; 3]) -> Vec<Vec<f32
         .collect()
 }
 
+/// The dispatch counter is process-wide: the tests of this file that launch GPU work take this
+/// lock, so `gpu_layer_dispatches_per_step` counts its own dispatches only.
+fn exclusive_gpu() -> std::sync::MutexGuard<'static, ()> {
+    static GPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GPU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn matches_reference_values() {
     // Expected numbers from tests/lstm_reference.py (float64, PyTorch's equations).
@@ -245,6 +252,7 @@ fn every_gradient_matches_finite_differences() {
 
 #[test]
 fn gpu_matches_cpu_forward_and_backward() {
+    let _gpu = exclusive_gpu();
     let Some(gpu) = gpu() else { return };
     let cpu = Device::cpu();
     for (n, s) in [
@@ -302,6 +310,7 @@ fn gpu_matches_cpu_forward_and_backward() {
 
 #[test]
 fn gpu_layer_dispatches_per_step() {
+    let _gpu = exclusive_gpu();
     let Some(gpu) = gpu() else { return };
     let s = Sz {
         t: 7,
@@ -323,6 +332,7 @@ fn gpu_layer_dispatches_per_step() {
 /// gradients of the input, the state and every parameter.
 #[test]
 fn stacked_lstm_gpu_matches_cpu() {
+    let _gpu = exclusive_gpu();
     let Some(gpu) = gpu() else { return };
     let (t, b, i, h, l) = (4, 3, 5, 6, 3);
     let x = data(t * b * i, 1);
@@ -375,6 +385,7 @@ fn stacked_lstm_gpu_matches_cpu() {
 
 #[test]
 fn cell_is_one_step_of_the_layer_and_matches_on_gpu() {
+    let _gpu = exclusive_gpu();
     let (b, i, h) = (3, 4, 7);
     let check = |dev: &Device| -> Vec<f32> {
         let cell = LstmCell::new(i, h, &mut Rng::new(11), dev).unwrap();
@@ -518,6 +529,7 @@ fn pytorch_names_and_safetensors_round_trip() {
 
 #[test]
 fn bad_input_is_a_clear_error() {
+    let _gpu = exclusive_gpu();
     let cpu = Device::cpu();
     let m = Lstm::new(4, 3, 2, LstmConfig::default(), &mut Rng::new(1), &cpu).unwrap();
     let msg = |r: Result<(Tensor, wgml::nn::LstmState)>| match r {
