@@ -19,8 +19,7 @@ struct Params {
     col_blocks: u32,
 }
 
-/// A contiguous input: its buffer and the offset of its first element.
-pub(crate) type Rows<'a> = (&'a GpuBuffer, usize);
+pub(crate) use super::softmax::Rows;
 
 /// 64 threads for the short rows of Transformers, 256 for long ones.
 fn workgroup_size(n: usize) -> usize {
