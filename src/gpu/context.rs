@@ -154,12 +154,30 @@ struct IndexSites {
     sites: HashMap<u32, (&'static str, Vec<usize>)>,
 }
 
+/// The optional features wgml asks for, of those the adapter offers: `SHADER_F16` for the
+/// native half-precision kernels, and the experimental cooperative matrices when the adapter
+/// lists at least one configuration (wgml then picks an f16 one, see `gpu::coop`).
+pub(crate) fn requested_features(
+    offered: wgpu::Features,
+    coop_props: &[wgpu::CooperativeMatrixProperties],
+) -> wgpu::Features {
+    let mut want = wgpu::Features::SHADER_F16;
+    if !coop_props.is_empty() {
+        want |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    }
+    offered & want
+}
+
 /// One opened adapter: device, queue, the pending encoder, buffer pool and pipeline cache.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
+    /// Features the device was created with (see [`requested_features`]).
+    pub(crate) features: wgpu::Features,
+    /// The adapter's cooperative-matrix configurations (empty where it has none).
+    pub(crate) coop_props: Vec<wgpu::CooperativeMatrixProperties>,
     pub(crate) pending: Mutex<Pending>,
     pub(crate) pool: Mutex<BufferPool>,
     pub(crate) pipelines: PipelineCache,
@@ -178,12 +196,22 @@ impl GpuContext {
     fn new(index: usize, adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let coop_props = adapter.cooperative_matrix_properties();
+        let features = requested_features(adapter.features(), &coop_props);
+        let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            // SAFETY: wgpu asks callers of experimental features to accept possible bugs in
+            // them; only the cooperative-matrix matmul uses it, and only where the adapter lists
+            // an f16 × f16 → f32 configuration (see `gpu::coop`).
+            unsafe { wgpu::ExperimentalFeatures::enabled() }
+        } else {
+            wgpu::ExperimentalFeatures::disabled()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgml"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             // The adapter's own limits: the defaults cap storage bindings at 128 MiB.
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: experimental,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -225,6 +253,8 @@ impl GpuContext {
             queue,
             info,
             limits,
+            features,
+            coop_props,
             pending: Mutex::new(Pending {
                 encoder: None,
                 dispatches: 0,
@@ -322,6 +352,11 @@ impl GpuContext {
     /// The limits the device was created with (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// The optional features the device was created with (`SHADER_F16`, cooperative matrices).
+    pub fn features(&self) -> wgpu::Features {
+        self.features
     }
 
     /// Whether this is a software adapter (llvmpipe / lavapipe / WARP).
