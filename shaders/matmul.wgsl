@@ -43,9 +43,26 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// The operands' element type lives in this block only: src/gpu/matmul.rs swaps it for the
+// files in shaders/io/ to build the F16 kernels (element indices are the same in all).
+// io:begin
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
+
+fn load_a(i: u32) -> f32 {
+    return a[i];
+}
+
+fn load_b(i: u32) -> f32 {
+    return b[i];
+}
+
+fn store_out(i: u32, v: f32) {
+    out[i] = v;
+}
+// io:end
 
 // tile_a[kk·BM + r] = a[m0 + r, k0 + kk]; tile_b[kk·BN + c] = b[k0 + kk, n0 + c].
 var<workgroup> tile_a: array<f32, BM * TK>;
@@ -91,7 +108,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
             let gk = k0 + kk;
             var v = 0.0;
             if (gm < p.m && gk < p.k) {
-                v = a[a_base + select(gm * p.lda + gk, gm + gk * p.lda, TRANS_A != 0u)];
+                v = load_a(a_base + select(gm * p.lda + gk, gm + gk * p.lda, TRANS_A != 0u));
             }
             tile_a[kk * BM + r] = v;
         }
@@ -109,7 +126,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
             let gk = k0 + kk;
             var v = 0.0;
             if (gn < p.n && gk < p.k) {
-                v = b[b_base + select(gk * p.ldb + gn, gk + gn * p.ldb, TRANS_B != 0u)];
+                v = load_b(b_base + select(gk * p.ldb + gn, gk + gn * p.ldb, TRANS_B != 0u));
             }
             tile_b[kk * BN + c] = v;
         }
@@ -141,7 +158,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
         for (var j = 0u; j < TN; j++) {
             let gn = n0 + lid.x + j * WG_X;
             if (gn < p.n) {
-                out[out_base + gm * p.n + gn] = acc[i * TN + j];
+                store_out(out_base + gm * p.n + gn, acc[i * TN + j]);
             }
         }
     }

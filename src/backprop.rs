@@ -1,7 +1,7 @@
 //! Autograd: the `no_grad` scope, which ops record a graph, and `backward()` with one arm per `Op`.
 
 use crate::op::{BinaryOp, Op, ReduceOp, UnaryOp};
-use crate::{Error, Result, Tensor, TensorId};
+use crate::{DType, Error, Result, Tensor, TensorId};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
@@ -35,6 +35,7 @@ impl Op {
             | Op::Softmax(a)
             | Op::LogSoftmax(a)
             | Op::Reshape(a)
+            | Op::Cast(a)
             | Op::Permute(a, _)
             | Op::Narrow(a, ..)
             | Op::BroadcastTo(a)
@@ -76,6 +77,10 @@ impl Gradients {
     /// Sets the gradient of `t` (e.g. after clipping).
     pub fn insert(&mut self, t: &Tensor, grad: Tensor) {
         self.0.insert(t.id(), grad);
+    }
+    /// Every gradient held, mutably (in no particular order).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Tensor> {
+        self.0.values_mut()
     }
     /// Number of gradients held.
     pub fn len(&self) -> usize {
@@ -146,7 +151,8 @@ impl Tensor {
         if !self.requires_grad_flag() {
             return Ok(grads);
         }
-        no_grad(|| -> Result<()> {
+        // The backward ops run in the dtypes the forward recorded, whatever autocast says.
+        crate::amp::set_autocast(false, || no_grad(|| -> Result<()> {
             grads.0.insert(self.id(), self.ones_like()?);
             for node in topo_order(self).into_iter().rev() {
                 let Some(op) = node.op() else { continue };
@@ -156,6 +162,13 @@ impl Tensor {
                 for (parent, g) in backward_op(op, &node, &dy)? {
                     crate::anomaly::check_backward(op, &parent, &g)?;
                     if parent.requires_grad_flag() {
+                        // A gradient has its tensor's dtype (arms mixing F16 and F32 may
+                        // promote).
+                        let g = if g.dtype() != parent.dtype() && parent.dtype() != DType::U32 {
+                            g.to_dtype(parent.dtype())?
+                        } else {
+                            g
+                        };
                         grads.accumulate(&parent, g)?;
                     }
                 }
@@ -163,7 +176,7 @@ impl Tensor {
                 grads.0.remove(&node.id());
             }
             Ok(())
-        })?;
+        }))?;
         Ok(grads)
     }
 }
@@ -297,6 +310,7 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             crate::ops::gather_backward(dy, idx, *dim, src.shape())?,
         ),
         Op::Reshape(x) => one(x, dy.reshape(x.shape().clone())?),
+        Op::Cast(x) => one(x, dy.to_dtype(x.dtype())?),
         Op::Permute(x, perm) => {
             let mut inv = vec![0; perm.len()];
             for (i, &p) in perm.iter().enumerate() {

@@ -22,12 +22,10 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> 
                 StDtype::U32,
                 bytemuck::cast_slice(&t.to_vec_u32()?).to_vec(),
             ),
-            DType::F16 => {
-                return Err(Error::DType {
-                    op: "checkpoint::save",
-                    msg: format!("{name}: F16 is not supported"),
-                })
-            }
+            DType::F16 => (
+                StDtype::F16,
+                bytemuck::cast_slice(&t.to_vec_f16()?).to_vec(),
+            ),
         };
         data.push((name.clone(), dtype, t.dims().to_vec(), bytes));
     }
@@ -92,6 +90,14 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vec<(String, Tens
                     .collect();
                 Tensor::from_vec(v, shape, device)?
             }
+            StDtype::F16 => {
+                let v: Vec<half::f16> = view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                Tensor::from_f16(&v, shape, device)?
+            }
             StDtype::U32 => {
                 let v: Vec<u32> = view
                     .data()
@@ -114,7 +120,8 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vec<(String, Tens
 }
 
 /// Loads `path` into existing tensors in place (e.g. `model.parameters()`). Every named
-/// target must be present with the same shape; extra tensors in the file are ignored.
+/// target must be present with the same shape; extra tensors in the file are ignored. F16 and
+/// F32 values are converted to the target's dtype (as PyTorch's `load_state_dict`).
 pub fn load_into(path: impl AsRef<Path>, targets: &[(String, Tensor)]) -> Result<()> {
     let path = path.as_ref();
     let loaded = load(path, &Device::Cpu)?;
@@ -128,7 +135,7 @@ pub fn load_into(path: impl AsRef<Path>, targets: &[(String, Tensor)]) -> Result
                     msg: format!("missing tensor {name} (expected shape {:?})", t.dims()),
                 })
             }
-            Some(src) if src.dims() != t.dims() || src.dtype() != t.dtype() => {
+            Some(src) if src.dims() != t.dims() || !convertible(src.dtype(), t.dtype()) => {
                 return Err(Error::Format {
                     what: path.display().to_string(),
                     msg: format!(
@@ -144,7 +151,12 @@ pub fn load_into(path: impl AsRef<Path>, targets: &[(String, Tensor)]) -> Result
         }
     }
     for (name, t) in targets {
-        t.assign(find(name).unwrap())?;
+        t.assign(&crate::no_grad(|| find(name).unwrap().to_dtype(t.dtype()))?)?;
     }
     Ok(())
+}
+
+/// Whether a stored dtype loads into a target dtype: the same, or F16 and F32 either way.
+fn convertible(stored: DType, target: DType) -> bool {
+    stored == target || (stored != DType::U32 && target != DType::U32)
 }

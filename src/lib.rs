@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod amp;
 mod anomaly;
 pub mod backprop;
 pub mod checkpoint;

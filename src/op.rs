@@ -264,6 +264,8 @@ pub(crate) enum Op {
     /// `narrow(dim, start, len)`
     Narrow(Tensor, usize, usize),
     Cat(Vec<Tensor>, usize),
+    /// A dtype cast (`to_dtype` between F32 and F16); the gradient is cast back.
+    Cast(Tensor),
     BroadcastTo(Tensor),
     /// Max pooling: input, arg-max indices (`U32`, flat within each plane), geometry.
     MaxPool2d(Tensor, Tensor, crate::shape::Pool2d),

@@ -58,6 +58,18 @@ fn update(
         });
     }
     slot.param.check_same_device(grad, OP)?;
+    if slot.param.dtype() != crate::DType::F32 {
+        return Err(Error::DType {
+            op: OP,
+            msg: format!(
+                "parameter {} is {:?} {:?}; optimizers update F32 parameters (keep F32 master weights and train F16 through amp::autocast)",
+                slot.name,
+                slot.param.dtype(),
+                slot.param.dims()
+            ),
+        });
+    }
+    let grad = &grad.to_dtype(crate::DType::F32)?;
     if !slot.param.is_contiguous() || slot.param.layout().offset != 0 {
         return Err(Error::invalid(
             OP,

@@ -127,7 +127,11 @@ impl Tensor {
         op: &'static str,
     ) -> Result<Tensor> {
         shape.check_numel(op)?;
-        if words.len() != shape.numel() {
+        let want = match dtype {
+            DType::F16 => crate::cpu::half::words(shape.numel()),
+            _ => shape.numel(),
+        };
+        if words.len() != want {
             return Err(Error::ElementCount {
                 op,
                 shape: shape.dims().to_vec(),
@@ -245,14 +249,25 @@ impl Tensor {
         Tensor::full(1.0, shape, device)
     }
 
-    /// Zeros with this tensor's shape and device.
+    /// Zeros with this tensor's shape and device, and its dtype when that is `F16` (`F32`
+    /// otherwise).
     pub fn zeros_like(&self) -> Result<Tensor> {
-        Tensor::zeros(self.shape().clone(), self.device())
+        Tensor::zeros(self.shape().clone(), self.device())?.to_float_dtype_of(self)
     }
 
-    /// Ones with this tensor's shape and device.
+    /// Ones with this tensor's shape and device, and its dtype when that is `F16` (`F32`
+    /// otherwise).
     pub fn ones_like(&self) -> Result<Tensor> {
-        Tensor::ones(self.shape().clone(), self.device())
+        Tensor::ones(self.shape().clone(), self.device())?.to_float_dtype_of(self)
+    }
+
+    /// `self` cast to F16 when `like` is F16.
+    fn to_float_dtype_of(self, like: &Tensor) -> Result<Tensor> {
+        if like.dtype() == DType::F16 {
+            self.to_dtype(DType::F16)
+        } else {
+            Ok(self)
+        }
     }
 
     /// `start, start + step, …` up to (excluding) `end`, as a 1-D tensor.
@@ -414,6 +429,9 @@ impl Tensor {
 
     /// The raw words in row-major order (waits for the device).
     fn to_words(&self) -> Result<Vec<u32>> {
+        if self.dtype() == DType::F16 {
+            return self.f16_words();
+        }
         match self.storage() {
             Storage::Cpu(data) => {
                 let data = data.read().unwrap();
@@ -436,9 +454,13 @@ impl Tensor {
         }
     }
 
-    /// The elements in row-major order as `f32` (`U32` indices are converted). Waits for the
-    /// device; the only other op that does is [`Tensor::to_vec_async`].
+    /// The elements in row-major order as `f32` (`U32` indices and `F16` values are
+    /// converted). Waits for the device; the only other op that does is
+    /// [`Tensor::to_vec_async`].
     pub fn to_vec(&self) -> Result<Vec<f32>> {
+        if self.dtype() == DType::F16 {
+            return Ok(self.to_vec_f16()?.iter().map(|h| h.to_f32()).collect());
+        }
         let words = self.to_words()?;
         Ok(match self.dtype() {
             DType::U32 => words.into_iter().map(|w| w as f32).collect(),
@@ -458,8 +480,16 @@ impl Tensor {
     ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static {
         use futures::future::{BoxFuture, FutureExt};
         let is_u32 = self.dtype() == DType::U32;
+        let this = if self.dtype() == DType::F16 {
+            crate::backprop::no_grad(|| self.to_dtype(DType::F32))
+        } else {
+            Ok(self.clone())
+        };
         let fut: BoxFuture<'static, Result<Vec<u32>>> =
-            match self.contiguous().map(|t| (t.storage().clone(), t)) {
+            match this
+                .and_then(|t| t.contiguous())
+                .map(|t| (t.storage().clone(), t))
+            {
                 Ok((Storage::Gpu(buf), t)) => {
                     buffer::read_back_async(&buf, t.layout().offset, t.numel()).boxed()
                 }
@@ -517,6 +547,9 @@ impl Tensor {
             });
         }
         let src = src.to_device(self.device())?.dense()?;
+        if self.dtype() == DType::F16 {
+            return self.assign_f16(&src);
+        }
         match (self.storage(), src.storage()) {
             (Storage::Cpu(dst), Storage::Cpu(s)) => {
                 if Arc::ptr_eq(dst, s) {
@@ -538,6 +571,58 @@ impl Tensor {
                     (s, src.layout()),
                     (dst, self.layout()),
                 )
+            }
+            _ => unreachable!("moved to the same device"),
+        }
+    }
+
+    /// `assign` for F16: whole words, so `self` must be dense from an even offset (parameters
+    /// and buffers always are).
+    fn assign_f16(&self, src: &Tensor) -> Result<()> {
+        let off = self.layout().offset;
+        if !self.is_contiguous() || off % 2 != 0 {
+            return Err(Error::invalid(
+                "assign",
+                format!(
+                    "an F16 destination must be contiguous from an even offset (shape {:?}, strides {:?}, offset {off})",
+                    self.dims(),
+                    self.layout().strides
+                ),
+            ));
+        }
+        let words = crate::cpu::half::words(self.numel());
+        match (self.storage(), src.storage()) {
+            (Storage::Cpu(dst), Storage::Cpu(s)) => {
+                if Arc::ptr_eq(dst, s) {
+                    return Ok(());
+                }
+                let s = s.read().unwrap();
+                let mut d = dst.write().unwrap();
+                let whole = self.numel() / 2;
+                d[off / 2..off / 2 + whole].copy_from_slice(&s[..whole]);
+                if self.numel() % 2 == 1 {
+                    // The last word's high half may belong to another view: keep it.
+                    let h: &[half::f16] = bytemuck::cast_slice(&s[..words]);
+                    let dh: &mut [half::f16] = bytemuck::cast_slice_mut(&mut d[..]);
+                    dh[off + self.numel() - 1] = h[self.numel() - 1];
+                }
+                Ok(())
+            }
+            (Storage::Gpu(dst), Storage::Gpu(s)) => {
+                if Arc::ptr_eq(dst, s) {
+                    return Ok(());
+                }
+                if self.numel() % 2 == 1 {
+                    return Err(Error::invalid(
+                        "assign",
+                        format!(
+                            "an F16 destination on the GPU needs an even element count (shape {:?})",
+                            self.dims()
+                        ),
+                    ));
+                }
+                buffer::copy_words(s, 0, dst, off / 2, words);
+                Ok(())
             }
             _ => unreachable!("moved to the same device"),
         }

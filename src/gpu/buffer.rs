@@ -150,6 +150,22 @@ pub(crate) fn upload(
     Ok(buf)
 }
 
+/// Copies `words` words from `src` (from word `src_off`) to `dst` (from word `dst_off`), in
+/// order with the pending work.
+pub(crate) fn copy_words(src: &GpuBuffer, src_off: usize, dst: &GpuBuffer, dst_off: usize, words: usize) {
+    if words > 0 {
+        dst.ctx().with_encoder(|enc| {
+            enc.copy_buffer_to_buffer(
+                src.raw(),
+                src_off as u64 * 4,
+                dst.raw(),
+                dst_off as u64 * 4,
+                words as u64 * 4,
+            )
+        });
+    }
+}
+
 /// Sets `words` words from `offset` to zero, in order with the pending work.
 pub(crate) fn clear(buf: &GpuBuffer, offset_words: usize, words: usize) {
     if words > 0 {

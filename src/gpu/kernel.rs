@@ -43,6 +43,7 @@ pub fn dispatch_count() -> u64 {
     DISPATCHES.load(std::sync::atomic::Ordering::Relaxed)
 }
 shader!(NORM, "norm");
+shader!(HALF, "half");
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 

@@ -2,10 +2,68 @@
 //! operand checks (row- or column-major matrices, at most `MAX_BATCH_DIMS` batch dims).
 
 use super::buffer::GpuBuffer;
-use super::kernel::{Launch, MATMUL};
+use super::kernel::{Launch, Shader, MATMUL};
 use crate::cpu::matmul::Mkn;
 use crate::shape::{collapse_joint, Layout};
 use crate::{Error, Result};
+
+/// The operands' element type, and so which build of `shaders/matmul.wgsl` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Io {
+    /// F32 operands and output.
+    F32,
+    /// F16 operands as packed words (every adapter); f32 output for the caller to cast.
+    F16Packed,
+    /// F16 operands and output as `array<f16>` (`SHADER_F16`).
+    F16Native,
+}
+
+/// `shaders/matmul.wgsl` with its `// io:begin` … `// io:end` block replaced by `io` (a file
+/// of `shaders/io/`), built once per process; `io`'s `enable` directives open the source.
+fn with_io(name: &'static str, io: &str) -> Shader {
+    let base = MATMUL.source;
+    let (begin, end) = (base.find("// io:begin"), base.find("// io:end"));
+    let (Some(begin), Some(end)) = (begin, end) else {
+        panic!("wgml bug: shaders/matmul.wgsl lost its io markers");
+    };
+    // WGSL directives (`enable f16;`) must open the module: lift them from the block.
+    let (enables, decls): (Vec<&str>, Vec<&str>) =
+        io.lines().partition(|l| l.trim_start().starts_with("enable "));
+    let source = format!(
+        "{}\n{}{}{}",
+        enables.join("\n"),
+        &base[..begin],
+        decls.join("\n"),
+        &base[end + "// io:end".len()..]
+    );
+    Shader {
+        name,
+        source: Box::leak(source.into_boxed_str()),
+    }
+}
+
+static MATMUL_F16_PACKED: std::sync::LazyLock<Shader> = std::sync::LazyLock::new(|| {
+    with_io(
+        "matmul_f16_packed",
+        include_str!("../../shaders/io/matmul_f16_packed.wgsl"),
+    )
+});
+static MATMUL_F16_NATIVE: std::sync::LazyLock<Shader> = std::sync::LazyLock::new(|| {
+    with_io(
+        "matmul_f16_native",
+        include_str!("../../shaders/io/matmul_f16_native.wgsl"),
+    )
+});
+
+impl Io {
+    fn shader(self) -> &'static Shader {
+        match self {
+            Io::F32 => &MATMUL,
+            Io::F16Packed => &MATMUL_F16_PACKED,
+            Io::F16Native => &MATMUL_F16_NATIVE,
+        }
+    }
+}
 
 /// Batch dims (after merging) the kernel indexes; more are materialised by the caller.
 pub(crate) const MAX_BATCH_DIMS: usize = 4;
@@ -143,13 +201,15 @@ struct Params {
 /// `out[b] = a[b] @ b[b]` for every batch. `a` is `[..B, M, K]`, `b` is `[..B, K, N]` (batch
 /// dims already broadcast, stride 0 where broadcast), each matrix row- or column-major (see
 /// [`matrix_major`]) and at most [`MAX_BATCH_DIMS`] batch dims after merging (see
-/// [`batch_fits`]); `out` is contiguous `[..B, M, N]`. `config` forces a configuration.
+/// [`batch_fits`]); `out` is contiguous `[..B, M, N]`. `config` forces a configuration; `io`
+/// says how the elements are stored.
 pub(crate) fn matmul(
     a: (&GpuBuffer, &Layout),
     b: (&GpuBuffer, &Layout),
     out: &GpuBuffer,
     s: Mkn,
     config: Option<usize>,
+    io: Io,
 ) -> Result<()> {
     const OP: &str = "matmul";
     let (la, lb) = (a.1, b.1);
@@ -191,7 +251,7 @@ pub(crate) fn matmul(
     }
     let ctx = out.ctx();
     ctx.launch(Launch {
-        shader: &MATMUL,
+        shader: io.shader(),
         entry: "matmul",
         constants: &[
             ("WG_X", c.wg_x as f64),

@@ -5,6 +5,7 @@ pub mod buffer;
 pub mod context;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
+pub mod half;
 pub(crate) mod index;
 pub(crate) mod kernel;
 pub(crate) mod lstm;
@@ -17,4 +18,5 @@ pub(crate) mod softmax;
 
 pub use buffer::PoolStats;
 pub use context::{adapters, AdapterSummary, GpuContext};
+pub use half::{with_f16_path, F16Path};
 pub use kernel::dispatch_count;

@@ -79,7 +79,8 @@ impl Module for Linear {
         }
         let y = x.matmul(&self.weight.t()?)?;
         match &self.bias {
-            Some(b) => y.add(b),
+            // Under autocast the bias joins the F16 product, as in PyTorch's `linear`.
+            Some(b) => y.add(&crate::amp::to_f16(b)?),
             None => Ok(y),
         }
     }

@@ -8,6 +8,9 @@ use crate::{DType, Error, Result, Tensor};
 /// pick of the label column is a mask product, so the gradient is `softmax - onehot` / N.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     const OP: &str = "cross_entropy";
+    if logits.dtype() == DType::F16 {
+        return logits.via_f32_autocast(|l| cross_entropy(l, labels));
+    }
     labels.check_dtype(DType::U32, OP)?;
     if logits.rank() != 2 || labels.rank() != 1 || labels.dims()[0] != logits.dims()[0] {
         return Err(Error::ShapeMismatch {
@@ -55,6 +58,7 @@ fn one_hot_as(labels: &Tensor, classes: usize, op: &'static str) -> Result<Tenso
 /// Mean squared error over all elements (shapes must match exactly).
 pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     check_same_shape("mse", pred, target)?;
+    let (pred, target) = (&crate::amp::to_f32(pred)?, &crate::amp::to_f32(target)?);
     let d = pred.sub(target)?;
     d.mul(&d)?.mean_all()
 }
@@ -63,6 +67,7 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// `max(x, 0) - x·t + log(1 + e^-|x|)` (PyTorch's `BCEWithLogitsLoss`).
 pub fn binary_cross_entropy_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     check_same_shape("binary_cross_entropy_with_logits", logits, targets)?;
+    let (logits, targets) = (&crate::amp::to_f32(logits)?, &crate::amp::to_f32(targets)?);
     let softplus = logits.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?;
     logits
         .relu()?

@@ -19,6 +19,34 @@ impl Tensor {
         cfg: Conv2dConfig,
     ) -> Result<Tensor> {
         const OP: &str = "conv2d";
+        if crate::amp::is_autocast_enabled()
+            && [Some(self), Some(weight), bias].into_iter().flatten().any(|t| t.dtype() == DType::F32)
+        {
+            let b = bias.map(crate::amp::to_f16).transpose()?;
+            return crate::amp::to_f16(self)?.conv2d(&crate::amp::to_f16(weight)?, b.as_ref(), cfg);
+        }
+        if [Some(self), Some(weight), bias].into_iter().flatten().any(|t| t.dtype() == DType::F16) {
+            // F16 convolution: f32 arithmetic, one rounding of the output (as PyTorch's).
+            for t in [Some(weight), bias].into_iter().flatten() {
+                if t.dtype() != self.dtype() {
+                    return Err(Error::DType {
+                        op: OP,
+                        msg: format!(
+                            "input {:?} {:?} and weight/bias {:?} {:?} must have the same dtype",
+                            self.dtype(),
+                            self.dims(),
+                            t.dtype(),
+                            t.dims()
+                        ),
+                    });
+                }
+            }
+            let b = bias.map(|b| b.as_f32()).transpose()?;
+            return self
+                .as_f32()?
+                .conv2d(&weight.as_f32()?, b.as_ref(), cfg)?
+                .to_dtype(DType::F16);
+        }
         self.check_same_device(weight, OP)?;
         self.check_dtype(DType::F32, OP)?;
         weight.check_dtype(DType::F32, OP)?;
@@ -60,6 +88,9 @@ impl Tensor {
 
     fn im2col_geom(&self, g: ConvGeom) -> Result<Tensor> {
         const OP: &str = "im2col";
+        if self.dtype() == DType::F16 {
+            return self.via_f32(|x| x.im2col_geom(g));
+        }
         let x = self.dense()?;
         let shape = Shape::new(vec![g.cfg.groups, g.rows(), g.cols()]);
         let storage = match x.storage() {

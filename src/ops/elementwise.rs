@@ -20,7 +20,16 @@ pub(crate) fn alloc_like(
 
 impl Tensor {
     /// Applies an elementwise op. `U32` inputs are accepted only by the dtype casts and `Copy`.
+    /// `F16` inputs give `F16` outputs (computed in f32), except comparisons (F32 masks).
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        if self.dtype() == DType::F16 {
+            return match op {
+                UnaryOp::Copy => self.cast_f16(DType::F16, Some(Op::Reshape(self.clone()))),
+                UnaryOp::CmpScalar(..) => self.to_dtype(DType::F32)?.unary(op),
+                UnaryOp::U32ToF32 | UnaryOp::F32ToU32 => self.to_dtype(DType::F32)?.unary(op),
+                _ => self.via_f32(|x| x.unary(op)),
+            };
+        }
         let (name, out_dtype) = match op {
             UnaryOp::Copy => ("copy", self.dtype()),
             UnaryOp::U32ToF32 => {
@@ -150,10 +159,16 @@ impl Tensor {
     pub fn le_scalar(&self, s: f32) -> Result<Tensor> {
         self.unary(UnaryOp::CmpScalar(CmpOp::Le, s))
     }
-    /// Converts between `F32` and `U32` (values truncated toward zero, negatives to 0).
+    /// Converts between dtypes: `F32 → U32` truncates toward zero (negatives to 0), `F32 →
+    /// F16` rounds to nearest even (beyond ±65504 to ±inf). Float casts are recorded for
+    /// autograd: the gradient is cast back.
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         match (self.dtype(), dtype) {
             (a, b) if a == b => Ok(self.clone()),
+            (DType::F32, DType::F16) | (DType::F16, DType::F32) => self.cast_f16(dtype, None),
+            (DType::U32, DType::F16) | (DType::F16, DType::U32) => {
+                self.to_dtype(DType::F32)?.to_dtype(dtype)
+            }
             (DType::U32, DType::F32) => self.unary(UnaryOp::U32ToF32),
             (DType::F32, DType::U32) => self.unary(UnaryOp::F32ToU32),
             (a, b) => Err(Error::DType {
@@ -190,8 +205,18 @@ impl Tensor {
         ))
     }
 
-    /// Applies a binary op with NumPy broadcasting.
+    /// Applies a binary op with NumPy broadcasting. Mixed `F16`/`F32` operands promote to
+    /// `F32` as in PyTorch; two `F16` operands give `F16` (computed in f32).
     pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
+        if self.dtype() == DType::F16 || rhs.dtype() == DType::F16 {
+            let out = super::promote(self.dtype(), rhs.dtype());
+            let y = self.as_f32()?.binary(&rhs.as_f32()?, op)?;
+            return if out == DType::F16 && !matches!(op, BinaryOp::Cmp(_)) {
+                y.to_dtype(DType::F16)
+            } else {
+                Ok(y)
+            };
+        }
         let name = op.name();
         let (shape, la, lb) = self.broadcast_pair(rhs, name)?;
         if !matches!(op, BinaryOp::Cmp(_)) {
@@ -286,6 +311,11 @@ impl Tensor {
     /// `cond != 0 ? on_true : on_false`, all three broadcast together.
     pub fn where_cond(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         const OP: &str = "where";
+        if [cond, on_true, on_false].iter().any(|t| t.dtype() == DType::F16) {
+            let out = super::promote(on_true.dtype(), on_false.dtype());
+            let y = Tensor::where_cond(&cond.as_f32()?, &on_true.as_f32()?, &on_false.as_f32()?)?;
+            return if out == DType::F16 { y.to_dtype(out) } else { Ok(y) };
+        }
         cond.check_dtype(DType::F32, OP)?;
         let (shape, lt, lf) = on_true.broadcast_pair(on_false, OP)?;
         on_true.check_dtype(DType::F32, OP)?;

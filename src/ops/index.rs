@@ -73,6 +73,9 @@ impl Tensor {
     }
 
     fn index_select_as(&self, dim: isize, indices: &Tensor, op: &'static str) -> Result<Tensor> {
+        if self.dtype() == DType::F16 {
+            return self.via_f32(|x| x.index_select_as(dim, indices, op));
+        }
         let d = self.shape().dim_index(dim, op)?;
         self.check_same_device(indices, op)?;
         indices.check_dtype(DType::U32, op)?;
@@ -132,6 +135,9 @@ impl Tensor {
     /// [`Tensor::index_select`]).
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         const OP: &str = "gather";
+        if self.dtype() == DType::F16 {
+            return self.via_f32(|x| x.gather(dim, index));
+        }
         let d = self.shape().dim_index(dim, OP)?;
         self.check_same_device(index, OP)?;
         index.check_dtype(DType::U32, OP)?;

@@ -2,11 +2,13 @@
 
 use super::alloc_like;
 use crate::cpu::matmul::Mkn;
-use crate::gpu::matmul as gpu;
+use crate::gpu::half::F16Path;
+use crate::gpu::matmul::{self as gpu, Io};
+use crate::gpu::buffer;
 use crate::op::Op;
 use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;
-use crate::{backprop, cpu, DType, Error, Result, Tensor};
+use crate::{backprop, cpu, DType, Device, Error, Result, Tensor};
 
 const OP: &str = "matmul";
 
@@ -101,6 +103,11 @@ impl Tensor {
     /// broadcast or an operand is a scalar; [`Error::DeviceMismatch`]; [`Error::DType`] for
     /// `U32` operands.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        if crate::amp::is_autocast_enabled()
+            && (self.dtype() == DType::F32 || rhs.dtype() == DType::F32)
+        {
+            return crate::amp::to_f16(self)?.matmul(&crate::amp::to_f16(rhs)?);
+        }
         // `[.., M, K] @ [K, N]` with a contiguous lhs is one `[(..·M), K] @ [K, N]` product:
         // one large sgemm instead of a batch of small ones, and the rhs gradient becomes one
         // product instead of a batch of them and a reduction over the batch (4x faster on the
@@ -147,8 +154,26 @@ impl Tensor {
 
     fn matmul_with(&self, rhs: &Tensor, config: Option<usize>) -> Result<Tensor> {
         self.check_same_device(rhs, OP)?;
-        self.check_dtype(DType::F32, OP)?;
-        rhs.check_dtype(DType::F32, OP)?;
+        if self.dtype() != rhs.dtype() || self.dtype() == DType::U32 {
+            return Err(Error::DType {
+                op: OP,
+                msg: format!(
+                    "operands must both be F32 or both F16, got {:?} {:?} and {:?} {:?}",
+                    self.dtype(),
+                    self.dims(),
+                    rhs.dtype(),
+                    rhs.dims()
+                ),
+            });
+        }
+        let dtype = self.dtype();
+        if dtype == DType::F16 && !self.device().is_gpu() {
+            // The CPU has no F16 arithmetic: sgemm on f32 copies, one rounding of the output.
+            return self
+                .to_dtype(DType::F32)?
+                .matmul_with(&rhs.to_dtype(DType::F32)?, config)?
+                .to_dtype(DType::F16);
+        }
         let plan = Plan::new(self.dims(), rhs.dims())?;
         let storage = match (self.storage(), rhs.storage()) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Storage::cpu(cpu::matmul::matmul(
@@ -168,7 +193,7 @@ impl Tensor {
         Ok(Tensor::from_storage(
             storage,
             Shape::new(plan.out),
-            DType::F32,
+            dtype,
             self.device(),
             Some(Op::Matmul(self.clone(), rhs.clone())),
         ))
@@ -201,11 +226,29 @@ impl Tensor {
         }
         let mut out_dims = plan.batch.clone();
         out_dims.extend([plan.mkn.m, plan.mkn.n]);
-        let out = alloc_like(self.device(), &Shape::new(out_dims), OP)?;
+        let out_shape = Shape::new(out_dims);
         let (Storage::Gpu(ab), Storage::Gpu(bb)) = (a.storage(), b.storage()) else {
             unreachable!("devices checked")
         };
-        gpu::matmul((ab, &la), (bb, &lb), &out, plan.mkn, config)?;
+        let Device::Gpu(ctx) = self.device() else {
+            unreachable!("GPU storage")
+        };
+        if self.dtype() == DType::F32 {
+            let out = alloc_like(self.device(), &out_shape, OP)?;
+            gpu::matmul((ab, &la), (bb, &lb), &out, plan.mkn, config, Io::F32)?;
+            return Ok(Storage::Gpu(out));
+        }
+        let n = out_shape.numel();
+        if ctx.f16_path() == F16Path::Native {
+            let out = buffer::alloc(ctx, cpu::half::words(n), OP, out_shape.dims())?;
+            gpu::matmul((ab, &la), (bb, &lb), &out, plan.mkn, config, Io::F16Native)?;
+            return Ok(Storage::Gpu(out));
+        }
+        // Packed F16: the kernel writes f32, one cast pass rounds it into words.
+        let wide = alloc_like(self.device(), &out_shape, OP)?;
+        gpu::matmul((ab, &la), (bb, &lb), &wide, plan.mkn, config, Io::F16Packed)?;
+        let out = buffer::alloc(ctx, cpu::half::words(n), OP, out_shape.dims())?;
+        crate::gpu::half::cast((&wide, &Layout::contiguous(out_shape)), false, &out, false)?;
         Ok(Storage::Gpu(out))
     }
 }

@@ -20,6 +20,9 @@ impl Tensor {
     /// Max pooling of an NCHW tensor; gradients go to the first maximum of each window.
     pub fn max_pool2d(&self, p: Pool2d) -> Result<Tensor> {
         const OP: &str = "max_pool2d";
+        if self.dtype() == DType::F16 {
+            return self.via_f32(|x| x.max_pool2d(p));
+        }
         let (planes, hw, ohw) = geometry(self, &p, OP)?;
         let x = self.dense()?;
         let d = x.dims();
@@ -57,6 +60,9 @@ impl Tensor {
     /// Average pooling of an NCHW tensor (padding counted in the divisor, as PyTorch's default).
     pub fn avg_pool2d(&self, p: Pool2d) -> Result<Tensor> {
         const OP: &str = "avg_pool2d";
+        if self.dtype() == DType::F16 {
+            return self.via_f32(|x| x.avg_pool2d(p));
+        }
         let (planes, hw, ohw) = geometry(self, &p, OP)?;
         let x = self.dense()?;
         let d = x.dims();

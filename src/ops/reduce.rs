@@ -25,6 +25,15 @@ impl Tensor {
     /// and a mean NaN; max, min and argmax return [`Error::Empty`]. Only `F32` input.
     pub fn reduce(&self, op: ReduceOp, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let name = op_name(op);
+        if self.dtype() == DType::F16 {
+            // Accumulates in f32; under autocast sums and means stay F32.
+            return match op {
+                ReduceOp::Sum | ReduceOp::Mean => {
+                    self.via_f32_autocast(|x| x.reduce(op, dims, keepdim))
+                }
+                _ => self.via_f32(|x| x.reduce(op, dims, keepdim)),
+            };
+        }
         self.check_dtype(DType::F32, name)?;
         let mut ds: Vec<usize> = Vec::with_capacity(dims.len());
         for &d in dims {

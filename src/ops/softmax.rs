@@ -27,6 +27,9 @@ impl Tensor {
 
     fn softmax_forward(&self, log: bool) -> Result<Tensor> {
         let name = if log { "log_softmax" } else { "softmax" };
+        if self.dtype() == DType::F16 {
+            return self.via_f32_autocast(|x| x.softmax_forward(log));
+        }
         self.check_dtype(DType::F32, name)?;
         let (n, rows) = self.softmax_rows();
         let x = self.contiguous()?;

@@ -6,7 +6,7 @@ use crate::gpu::elementwise as gpu;
 use crate::op::{Op, UnaryOp};
 use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;
-use crate::{cpu, Error, Result, Tensor};
+use crate::{cpu, DType, Error, Result, Tensor};
 
 impl Tensor {
     /// The same elements in a new shape (a view when contiguous, else a copy). See
@@ -229,6 +229,11 @@ impl Tensor {
         let first = *tensors
             .first()
             .ok_or_else(|| Error::invalid(OP, "needs at least one tensor"))?;
+        if tensors.iter().all(|t| t.dtype() == DType::F16) {
+            let wide: Vec<Tensor> = tensors.iter().map(|t| t.as_f32()).collect::<Result<_>>()?;
+            let refs: Vec<&Tensor> = wide.iter().collect();
+            return Tensor::cat(&refs, dim)?.to_dtype(DType::F16);
+        }
         let d = first.shape().dim_index(dim, OP)?;
         let mut total = 0;
         for t in tensors {
