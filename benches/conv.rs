@@ -2,13 +2,15 @@
 //! (1→32 on 28×28 and 32→64 on 13×13, 3×3 kernels): the CPU backend at batch 32 and 128, a GPU
 //! adapter at the batches in `WGML_BENCH_GPU_CONV_BATCHES` (default `2` for the software
 //! adapter; `32,128` on a real GPU). Criterion's elem/s is FLOP/s (2·MACs; backward counts
-//! twice the forward); one plain GFLOP/s line per case follows.
+//! twice the forward); one plain line per case follows with GFLOP/s and the bytes the forward
+//! reads and writes (input, weight, output once). Each case runs in F32 and in F16 (F16 conv
+//! computes in f32 between one cast in and one rounding out).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Instant;
-use wgml::{Conv2dConfig, Device, Tensor};
+use wgml::{Conv2dConfig, DType, Device, Tensor};
 
 const GPU_BATCHES_ENV: &str = "WGML_BENCH_GPU_CONV_BATCHES";
 
@@ -21,21 +23,20 @@ fn bench_layer(
     group: &str,
     layer: (&str, usize, usize, usize),
     batch: usize,
+    dtype: DType,
 ) {
     let (name, ci, co, hw) = layer;
-    let x = Tensor::rand([batch, ci, hw, hw], 1, dev)
-        .unwrap()
-        .requires_grad();
-    let w = Tensor::rand_uniform([co, ci, 3, 3], -0.3, 0.3, 2, dev)
-        .unwrap()
-        .requires_grad();
-    let b = Tensor::zeros([co], dev).unwrap().requires_grad();
+    let leaf = |t: Tensor| t.to_dtype(dtype).unwrap().requires_grad();
+    let x = leaf(Tensor::rand([batch, ci, hw, hw], 1, dev).unwrap());
+    let w = leaf(Tensor::rand_uniform([co, ci, 3, 3], -0.3, 0.3, 2, dev).unwrap());
+    let b = leaf(Tensor::zeros([co], dev).unwrap());
     let out = hw - 2;
+    let bytes = (batch * ci * hw * hw + co * ci * 9 + batch * co * out * out) * dtype.size_in_bytes();
     let fwd_flops = 2 * batch * co * out * out * ci * 9;
     for backward in [false, true] {
         let flops = if backward { 3 * fwd_flops } else { fwd_flops };
         let id = format!(
-            "{name}/{}/batch{batch}",
+            "{name}/{}/batch{batch}/{dtype:?}",
             if backward { "fwd+bwd" } else { "fwd" }
         );
         let run = || {
@@ -66,9 +67,10 @@ fn bench_layer(
         g.finish();
         if best.get().is_finite() {
             println!(
-                "{group} {id}: {:.3} ms, {:.2} GFLOP/s on {}",
+                "{group} {id}: {:.3} ms, {:.2} GFLOP/s, forward moves {:.2} MB, on {}",
                 best.get() * 1e3,
                 flops as f64 / best.get() / 1e9,
+                bytes as f64 / 1e6,
                 dev.name()
             );
         }
@@ -78,7 +80,9 @@ fn bench_layer(
 fn cpu(c: &mut Criterion) {
     for batch in [32, 128] {
         for layer in LAYERS {
-            bench_layer(c, &Device::cpu(), "conv_cpu", layer, batch);
+            for dtype in [DType::F32, DType::F16] {
+                bench_layer(c, &Device::cpu(), "conv_cpu", layer, batch, dtype);
+            }
         }
     }
 }
@@ -94,7 +98,9 @@ fn gpu(c: &mut Criterion) {
     let spec = std::env::var(GPU_BATCHES_ENV).unwrap_or_else(|_| "2".into());
     for batch in spec.split(',').filter_map(|s| s.trim().parse().ok()) {
         for layer in LAYERS {
-            bench_layer(c, &dev, "conv_gpu", layer, batch);
+            for dtype in [DType::F32, DType::F16] {
+                bench_layer(c, &dev, "conv_gpu", layer, batch, dtype);
+            }
         }
     }
 }

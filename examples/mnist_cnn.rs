@@ -3,7 +3,10 @@
 //! on the default device.
 //!
 //! `cargo run --release --example mnist_cnn -- [--device cpu|gpu|gpu:N] [--epochs 2]
-//!  [--batch-size 32] [--save cnn.safetensors]`
+//!  [--batch-size 32] [--save cnn.safetensors] [--amp]`
+//!
+//! `--amp` trains in mixed precision: convolutions and dense layers in F16 under
+//! `amp::autocast`, F32 master weights, dynamic loss scaling with `amp::GradScaler`.
 
 mod common;
 

@@ -152,31 +152,33 @@ impl Tensor {
             return Ok(grads);
         }
         // The backward ops run in the dtypes the forward recorded, whatever autocast says.
-        crate::amp::set_autocast(false, || no_grad(|| -> Result<()> {
-            grads.0.insert(self.id(), self.ones_like()?);
-            for node in topo_order(self).into_iter().rev() {
-                let Some(op) = node.op() else { continue };
-                let Some(dy) = grads.0.get(&node.id()).cloned() else {
-                    continue;
-                };
-                for (parent, g) in backward_op(op, &node, &dy)? {
-                    crate::anomaly::check_backward(op, &parent, &g)?;
-                    if parent.requires_grad_flag() {
-                        // A gradient has its tensor's dtype (arms mixing F16 and F32 may
-                        // promote).
-                        let g = if g.dtype() != parent.dtype() && parent.dtype() != DType::U32 {
-                            g.to_dtype(parent.dtype())?
-                        } else {
-                            g
-                        };
-                        grads.accumulate(&parent, g)?;
+        crate::amp::set_autocast(false, || {
+            no_grad(|| -> Result<()> {
+                grads.0.insert(self.id(), self.ones_like()?);
+                for node in topo_order(self).into_iter().rev() {
+                    let Some(op) = node.op() else { continue };
+                    let Some(dy) = grads.0.get(&node.id()).cloned() else {
+                        continue;
+                    };
+                    for (parent, g) in backward_op(op, &node, &dy)? {
+                        crate::anomaly::check_backward(op, &parent, &g)?;
+                        if parent.requires_grad_flag() {
+                            // A gradient has its tensor's dtype (arms mixing F16 and F32 may
+                            // promote).
+                            let g = if g.dtype() != parent.dtype() && parent.dtype() != DType::U32 {
+                                g.to_dtype(parent.dtype())?
+                            } else {
+                                g
+                            };
+                            grads.accumulate(&parent, g)?;
+                        }
                     }
+                    // Interior gradients are not kept: only leaves are returned.
+                    grads.0.remove(&node.id());
                 }
-                // Interior gradients are not kept: only leaves are returned.
-                grads.0.remove(&node.id());
-            }
-            Ok(())
-        }))?;
+                Ok(())
+            })
+        })?;
         Ok(grads)
     }
 }

@@ -485,17 +485,16 @@ impl Tensor {
         } else {
             Ok(self.clone())
         };
-        let fut: BoxFuture<'static, Result<Vec<u32>>> =
-            match this
-                .and_then(|t| t.contiguous())
-                .map(|t| (t.storage().clone(), t))
-            {
-                Ok((Storage::Gpu(buf), t)) => {
-                    buffer::read_back_async(&buf, t.layout().offset, t.numel()).boxed()
-                }
-                Ok((Storage::Cpu(_), t)) => futures::future::ready(t.to_words()).boxed(),
-                Err(e) => futures::future::ready(Err(e)).boxed(),
-            };
+        let fut: BoxFuture<'static, Result<Vec<u32>>> = match this
+            .and_then(|t| t.contiguous())
+            .map(|t| (t.storage().clone(), t))
+        {
+            Ok((Storage::Gpu(buf), t)) => {
+                buffer::read_back_async(&buf, t.layout().offset, t.numel()).boxed()
+            }
+            Ok((Storage::Cpu(_), t)) => futures::future::ready(t.to_words()).boxed(),
+            Err(e) => futures::future::ready(Err(e)).boxed(),
+        };
         fut.map(move |r| {
             r.map(|w| {
                 if is_u32 {

@@ -29,9 +29,12 @@ pub struct Args {
     pub save: Option<String>,
     pub data: String,
     pub limit: Option<usize>,
+    /// Mixed precision: forward under `amp::autocast`, loss scaling with a `GradScaler`.
+    pub amp: bool,
 }
 
-/// Parses `--device --epochs --batch-size --lr --save --data --limit`, with the example's defaults.
+/// Parses `--device --epochs --batch-size --lr --save --data --limit --amp`, with the example's
+/// defaults.
 pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
     let mut a = Args {
         device: None,
@@ -41,10 +44,11 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
         save: None,
         data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist").to_string(),
         limit: None,
+        amp: false,
     };
     let usage = format!(
         "usage: {name} [--device cpu|gpu|gpu:N] [--epochs N] [--batch-size N] [--lr F] \
-         [--save PATH] [--data DIR] [--limit N (training examples)]"
+         [--save PATH] [--data DIR] [--limit N (training examples)] [--amp]"
     );
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
@@ -55,6 +59,10 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
         if flag == "-h" || flag == "--help" {
             println!("{usage}");
             std::process::exit(0);
+        }
+        if flag == "--amp" {
+            a.amp = true;
+            continue;
         }
         let value = it
             .next()
@@ -78,8 +86,14 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
 }
 
 /// Accuracy on a split, in batches of 500, without recording a graph.
-pub fn accuracy(model: &dyn Module, split: &Split, input: &[usize], dev: &Device) -> Result<f32> {
-    no_grad(|| {
+pub fn accuracy(
+    model: &dyn Module,
+    split: &Split,
+    input: &[usize],
+    dev: &Device,
+    amp: bool,
+) -> Result<f32> {
+    let run = || {
         let idx: Vec<usize> = (0..split.len()).collect();
         let mut correct = Tensor::zeros((), dev)?;
         for chunk in idx.chunks(500) {
@@ -92,7 +106,8 @@ pub fn accuracy(model: &dyn Module, split: &Split, input: &[usize], dev: &Device
             correct = correct.add(&hit)?;
         }
         Ok(correct.item()? / split.len() as f32)
-    })
+    };
+    no_grad(|| if amp { wgml::amp::autocast(run) } else { run() })
 }
 
 fn shape_of(batch: usize, input: &[usize]) -> Vec<usize> {
@@ -120,12 +135,19 @@ pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device)
     }
     println!("device: {}", dev.name());
     println!(
-        "MNIST: {} train, {} test; batch {}, {} epochs",
+        "MNIST: {} train, {} test; batch {}, {} epochs{}",
         data.train.len(),
         data.test.len(),
         args.batch_size,
-        args.epochs
+        args.epochs,
+        if args.amp {
+            "; mixed precision (F16 autocast, dynamic loss scaling)"
+        } else {
+            ""
+        }
     );
+    let mut scaler = wgml::amp::GradScaler::new();
+    let mut skipped = 0;
     let mut opt = Adam::new(model.parameters(), args.lr);
     // Cosine decay of the learning rate over all steps (to lr/100).
     let steps_per_epoch = data.train.len().div_ceil(args.batch_size);
@@ -153,10 +175,18 @@ pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device)
         for (i, idx) in batches.iter().enumerate() {
             opt.set_lr(schedule.lr(epoch * steps_per_epoch + i));
             let (x, y) = data.train.batch(idx, dev)?;
-            let logits = model.forward(&prepare(&x, input)?)?;
-            let l = loss::cross_entropy(&logits, &y)?;
-            let grads = l.backward()?;
-            opt.step(&grads)?;
+            let x = prepare(&x, input)?;
+            let l = if args.amp {
+                let l = wgml::amp::autocast(|| loss::cross_entropy(&model.forward(&x)?, &y))?;
+                let mut grads = scaler.scale(&l)?.backward()?;
+                skipped += usize::from(!scaler.step(&mut opt, &mut grads)?);
+                scaler.update();
+                l
+            } else {
+                let l = loss::cross_entropy(&model.forward(&x)?, &y)?;
+                opt.step(&l.backward()?)?;
+                l
+            };
             total = no_grad(|| total.add(&l.detach()))?;
             if (i + 1) % 50 == 0 || i + 1 == batches.len() {
                 let mean = total.item()? / (i + 1) as f32;
@@ -172,7 +202,13 @@ pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device)
         let secs = start.elapsed().as_secs_f32();
         bar.finish_and_clear();
         model.set_training(false);
-        acc = accuracy(model, &data.test, input, dev)?;
+        acc = accuracy(model, &data.test, input, dev, args.amp)?;
+        if args.amp {
+            println!(
+                "loss scale {} ({skipped} steps skipped for inf/NaN gradients so far)",
+                scaler.scale_value()
+            );
+        }
         println!(
             "epoch {}: {:.1} s ({:.2} ms/step), loss {:.4}, test accuracy {:.2}%",
             epoch + 1,

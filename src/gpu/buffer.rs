@@ -152,7 +152,13 @@ pub(crate) fn upload(
 
 /// Copies `words` words from `src` (from word `src_off`) to `dst` (from word `dst_off`), in
 /// order with the pending work.
-pub(crate) fn copy_words(src: &GpuBuffer, src_off: usize, dst: &GpuBuffer, dst_off: usize, words: usize) {
+pub(crate) fn copy_words(
+    src: &GpuBuffer,
+    src_off: usize,
+    dst: &GpuBuffer,
+    dst_off: usize,
+    words: usize,
+) {
     if words > 0 {
         dst.ctx().with_encoder(|enc| {
             enc.copy_buffer_to_buffer(

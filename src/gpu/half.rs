@@ -70,7 +70,12 @@ const WG: usize = 256;
 
 /// Casts the elements of `src` (F16 storage when `src_f16`, else F32) into contiguous `dst`,
 /// F32 when `to_f32` (then `src_f16` must hold) and packed F16 otherwise.
-pub(crate) fn cast(src: (&GpuBuffer, &Layout), src_f16: bool, dst: &GpuBuffer, to_f32: bool) -> Result<()> {
+pub(crate) fn cast(
+    src: (&GpuBuffer, &Layout),
+    src_f16: bool,
+    dst: &GpuBuffer,
+    to_f32: bool,
+) -> Result<()> {
     const OP: &str = "to_dtype";
     let l = src.1;
     let n = l.shape.numel();

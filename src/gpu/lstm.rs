@@ -101,7 +101,14 @@ pub(crate) fn forward(
         } else {
             (&*out, matrix(d.b, d.h, (t - 1) * bh, false))
         };
-        super::matmul::matmul((hb, &ha), (w_hh.0, &w_t), &hw, mkn, None, super::matmul::Io::F32)?;
+        super::matmul::matmul(
+            (hb, &ha),
+            (w_hh.0, &w_t),
+            &hw,
+            mkn,
+            None,
+            super::matmul::Io::F32,
+        )?;
         cell(
             "lstm_forward",
             d,
@@ -145,7 +152,14 @@ pub(crate) fn backward(
         cell("lstm_backward", d, t, p, &[&dz, &dc, &dh, dy.0, gates, cs])?;
         let next = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
         let a = matrix(d.b, g, t * d.b * g, false);
-        super::matmul::matmul((&dz, &a), (w_hh.0, &w), &next, mkn, None, super::matmul::Io::F32)?;
+        super::matmul::matmul(
+            (&dz, &a),
+            (w_hh.0, &w),
+            &next,
+            mkn,
+            None,
+            super::matmul::Io::F32,
+        )?;
         dh = next;
     }
     Ok([dz, dh, dc])

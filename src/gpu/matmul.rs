@@ -27,8 +27,9 @@ fn with_io(name: &'static str, io: &str) -> Shader {
         panic!("wgml bug: shaders/matmul.wgsl lost its io markers");
     };
     // WGSL directives (`enable f16;`) must open the module: lift them from the block.
-    let (enables, decls): (Vec<&str>, Vec<&str>) =
-        io.lines().partition(|l| l.trim_start().starts_with("enable "));
+    let (enables, decls): (Vec<&str>, Vec<&str>) = io
+        .lines()
+        .partition(|l| l.trim_start().starts_with("enable "));
     let source = format!(
         "{}\n{}{}{}",
         enables.join("\n"),

@@ -20,12 +20,19 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "conv2d";
         if crate::amp::is_autocast_enabled()
-            && [Some(self), Some(weight), bias].into_iter().flatten().any(|t| t.dtype() == DType::F32)
+            && [Some(self), Some(weight), bias]
+                .into_iter()
+                .flatten()
+                .any(|t| t.dtype() == DType::F32)
         {
             let b = bias.map(crate::amp::to_f16).transpose()?;
             return crate::amp::to_f16(self)?.conv2d(&crate::amp::to_f16(weight)?, b.as_ref(), cfg);
         }
-        if [Some(self), Some(weight), bias].into_iter().flatten().any(|t| t.dtype() == DType::F16) {
+        if [Some(self), Some(weight), bias]
+            .into_iter()
+            .flatten()
+            .any(|t| t.dtype() == DType::F16)
+        {
             // F16 convolution: f32 arithmetic, one rounding of the output (as PyTorch's).
             for t in [Some(weight), bias].into_iter().flatten() {
                 if t.dtype() != self.dtype() {
@@ -42,10 +49,11 @@ impl Tensor {
                 }
             }
             let b = bias.map(|b| b.as_f32()).transpose()?;
-            return self
-                .as_f32()?
-                .conv2d(&weight.as_f32()?, b.as_ref(), cfg)?
-                .to_dtype(DType::F16);
+            // With autocast off, or the F32 convolution would be cast straight back.
+            let y = crate::amp::set_autocast(false, || {
+                self.as_f32()?.conv2d(&weight.as_f32()?, b.as_ref(), cfg)
+            })?;
+            return y.to_dtype(DType::F16);
         }
         self.check_same_device(weight, OP)?;
         self.check_dtype(DType::F32, OP)?;

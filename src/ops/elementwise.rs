@@ -311,10 +311,17 @@ impl Tensor {
     /// `cond != 0 ? on_true : on_false`, all three broadcast together.
     pub fn where_cond(cond: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         const OP: &str = "where";
-        if [cond, on_true, on_false].iter().any(|t| t.dtype() == DType::F16) {
+        if [cond, on_true, on_false]
+            .iter()
+            .any(|t| t.dtype() == DType::F16)
+        {
             let out = super::promote(on_true.dtype(), on_false.dtype());
             let y = Tensor::where_cond(&cond.as_f32()?, &on_true.as_f32()?, &on_false.as_f32()?)?;
-            return if out == DType::F16 { y.to_dtype(out) } else { Ok(y) };
+            return if out == DType::F16 {
+                y.to_dtype(out)
+            } else {
+                Ok(y)
+            };
         }
         cond.check_dtype(DType::F32, OP)?;
         let (shape, lt, lf) = on_true.broadcast_pair(on_false, OP)?;

@@ -34,7 +34,13 @@ impl Tensor {
                 shape.dims(),
             )?),
         };
-        Ok(Tensor::from_storage(storage, shape, DType::F16, device, None))
+        Ok(Tensor::from_storage(
+            storage,
+            shape,
+            DType::F16,
+            device,
+            None,
+        ))
     }
 
     /// The elements of an `F16` tensor, exactly (waits for the device). [`Tensor::to_vec`]
@@ -123,7 +129,10 @@ impl Tensor {
 
     /// [`Tensor::via_f32`] for the ops on autocast's F32 list: under autocast the F32 result
     /// is kept.
-    pub(crate) fn via_f32_autocast(&self, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    pub(crate) fn via_f32_autocast(
+        &self,
+        f: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         if crate::amp::is_autocast_enabled() {
             f(&self.to_dtype(DType::F32)?)
         } else {

@@ -2,9 +2,9 @@
 
 use super::alloc_like;
 use crate::cpu::matmul::Mkn;
+use crate::gpu::buffer;
 use crate::gpu::half::F16Path;
 use crate::gpu::matmul::{self as gpu, Io};
-use crate::gpu::buffer;
 use crate::op::Op;
 use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;

@@ -52,7 +52,11 @@ pub fn scaled_dot_product_attention(
     is_causal: bool,
     scale: Option<f32>,
 ) -> Result<Tensor> {
-    if [Some(q), Some(k), Some(v), attn_mask].into_iter().flatten().any(|t| t.dtype() == DType::F16) {
+    if [Some(q), Some(k), Some(v), attn_mask]
+        .into_iter()
+        .flatten()
+        .any(|t| t.dtype() == DType::F16)
+    {
         // F16 attention runs the f32 kernels and rounds the output once; q, k and v must
         // share a dtype (as PyTorch's), the mask may be either float dtype.
         for t in [k, v] {
@@ -78,7 +82,11 @@ pub fn scaled_dot_product_attention(
             is_causal,
             scale,
         )?;
-        return if q.dtype() == DType::F16 { o.to_dtype(DType::F16) } else { Ok(o) };
+        return if q.dtype() == DType::F16 {
+            o.to_dtype(DType::F16)
+        } else {
+            Ok(o)
+        };
     }
     let s = plan(q, k, v, attn_mask, is_causal, scale)?;
     let out_shape = Shape::from([s.b, s.h, s.tq, s.dv]);

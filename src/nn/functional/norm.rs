@@ -23,9 +23,16 @@ pub fn layer_norm(
     bias: Option<&Tensor>,
     eps: f32,
 ) -> Result<Tensor> {
-    if [Some(x), weight, bias].into_iter().flatten().any(|t| t.dtype() == DType::F16) {
+    if [Some(x), weight, bias]
+        .into_iter()
+        .flatten()
+        .any(|t| t.dtype() == DType::F16)
+    {
         // f32 statistics; the result is F16 for an F16 input, F32 under autocast.
-        let (w, b) = (weight.map(|t| t.as_f32()).transpose()?, bias.map(|t| t.as_f32()).transpose()?);
+        let (w, b) = (
+            weight.map(|t| t.as_f32()).transpose()?,
+            bias.map(|t| t.as_f32()).transpose()?,
+        );
         let run = |x: &Tensor| layer_norm(x, normalized_shape, w.as_ref(), b.as_ref(), eps);
         return if x.dtype() == DType::F16 {
             x.via_f32_autocast(run)
