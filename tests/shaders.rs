@@ -1,6 +1,6 @@
 //! Every WGSL file in `shaders/` parses and validates with naga (the version wgpu uses), with `common.wgsl` prepended as `src/gpu/kernel.rs` does.
 
-use naga::valid::{Capabilities, ValidationFlags, Validator};
+use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use std::path::{Path, PathBuf};
 
 fn shader_dir() -> PathBuf {
@@ -9,12 +9,32 @@ fn shader_dir() -> PathBuf {
 
 /// Parses and validates one WGSL source; the error carries naga's full report.
 fn validate(name: &str, source: &str) -> Result<naga::Module, String> {
+    validate_info(name, source).map(|(module, _)| module)
+}
+
+/// The capabilities a source's `enable` directives ask for, as wgpu grants them for the device
+/// features wgml requests (`SHADER_F16`, `EXPERIMENTAL_COOPERATIVE_MATRIX`); none for a source
+/// without directives, so every other file is validated under `Capabilities::default()`.
+fn capabilities(source: &str) -> Capabilities {
+    let mut caps = Capabilities::default();
+    for line in source.lines().map(str::trim) {
+        match line {
+            "enable f16;" => caps |= Capabilities::SHADER_FLOAT16,
+            "enable wgpu_cooperative_matrix;" => caps |= Capabilities::COOPERATIVE_MATRIX,
+            _ => {}
+        }
+    }
+    caps
+}
+
+/// [`validate`], also returning naga's module info (for a back end).
+fn validate_info(name: &str, source: &str) -> Result<(naga::Module, ModuleInfo), String> {
     let module = naga::front::wgsl::parse_str(source)
         .map_err(|e| format!("{name}: parse error:\n{}", e.emit_to_string(source)))?;
-    Validator::new(ValidationFlags::all(), Capabilities::default())
+    let info = Validator::new(ValidationFlags::all(), capabilities(source))
         .validate(&module)
         .map_err(|e| format!("{name}: validation error:\n{}", e.emit_to_string(source)))?;
-    Ok(module)
+    Ok((module, info))
 }
 
 /// The files under `shaders/`, read at test time so a new file is covered without a change here.
@@ -36,7 +56,6 @@ fn common_wgsl_validates_alone() {
 
 #[test]
 fn every_shader_file_validates_with_common_prepended() {
-    let common = std::fs::read_to_string(shader_dir().join("common.wgsl")).unwrap();
     let files = shader_files();
     assert!(
         files.iter().any(|f| f.ends_with("elementwise.wgsl")),
@@ -50,7 +69,7 @@ fn every_shader_file_validates_with_common_prepended() {
         }
         let body = std::fs::read_to_string(path).unwrap();
         // Exactly the source `PipelineCache` hands to wgpu.
-        let source = format!("{common}\n{body}");
+        let source = wgml::gpu::shader_source(&body);
         if let Err(e) = validate(&name, &source) {
             failures.push(e);
         }
@@ -60,7 +79,6 @@ fn every_shader_file_validates_with_common_prepended() {
 
 #[test]
 fn compute_entry_points_are_present() {
-    let common = std::fs::read_to_string(shader_dir().join("common.wgsl")).unwrap();
     // Entry points the launchers name; a rename in a .wgsl file must fail here, not at run time.
     let expected: &[(&str, &[&str])] = &[
         (
@@ -71,7 +89,8 @@ fn compute_entry_points_are_present() {
     ];
     for (file, entries) in expected {
         let body = std::fs::read_to_string(shader_dir().join(file)).unwrap();
-        let module = validate(file, &format!("{common}\n{body}")).unwrap_or_else(|e| panic!("{e}"));
+        let module =
+            validate(file, &wgml::gpu::shader_source(&body)).unwrap_or_else(|e| panic!("{e}"));
         for entry in *entries {
             let ep = module
                 .entry_points
@@ -105,3 +124,4 @@ fn override_sized_workgroup_arrays_need_no_capability() {
         }";
     validate("override-sized", src).unwrap_or_else(|e| panic!("{e}"));
 }
+

@@ -18,3 +18,5 @@ pub(crate) mod softmax;
 pub use buffer::PoolStats;
 pub use context::{adapters, AdapterSummary, GpuContext};
 pub use kernel::dispatch_count;
+#[doc(hidden)]
+pub use kernel::shader_source;
