@@ -33,6 +33,7 @@ shader!(POOL, "pool");
 shader!(CONV, "conv");
 shader!(ATTENTION, "attention");
 shader!(LSTM, "lstm");
+shader!(MATMUL_COOP, "matmul_coop");
 
 /// Dispatches recorded since the process started (all devices), for benches and tests.
 static DISPATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
