@@ -33,6 +33,7 @@ shader!(POOL, "pool");
 shader!(CONV, "conv");
 shader!(ATTENTION, "attention");
 shader!(LSTM, "lstm");
+shader!(MATMUL_COOP, "matmul_coop");
 
 /// Dispatches recorded since the process started (all devices), for benches and tests.
 static DISPATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -44,6 +45,37 @@ pub fn dispatch_count() -> u64 {
 }
 shader!(NORM, "norm");
 shader!(HALF, "half");
+
+/// The WGSL module wgpu gets for a shader file: `COMMON`, then the file, except that the file's
+/// leading `enable ...;` directives (with any comments before them) go first, since WGSL
+/// allows directives only before every declaration. A file without directives gets exactly
+/// `COMMON + "\n" + source`. Public (hidden) for `tests/shaders.rs`, which validates this text.
+#[doc(hidden)]
+pub fn shader_source(source: &str) -> String {
+    let (head, body) = split_enables(source);
+    if head.is_empty() {
+        format!("{COMMON}\n{body}")
+    } else {
+        format!("{head}\n{COMMON}\n{body}")
+    }
+}
+
+/// `source` split after its last leading `enable` directive: the head holds the directives
+/// and the blank or `//` comment lines among and before them; empty when there is none.
+fn split_enables(source: &str) -> (&str, &str) {
+    let mut end = 0;
+    let mut at = 0;
+    for line in source.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with("enable ") && t.ends_with(';') {
+            end = at + line.len();
+        } else if !(t.is_empty() || t.starts_with("//")) {
+            break;
+        }
+        at += line.len();
+    }
+    source.split_at(end)
+}
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
@@ -87,7 +119,7 @@ impl GpuContext {
             modules
                 .entry(shader.name)
                 .or_insert_with(|| {
-                    let source = format!("{COMMON}\n{}", shader.source);
+                    let source = shader_source(shader.source);
                     self.device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(shader.name),
@@ -181,5 +213,37 @@ impl GpuContext {
             ));
         }
         Ok([max as u32, y as u32, 1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enables_are_hoisted_above_common() {
+        let src = "// header\nenable f16;\n\nenable wgpu_cooperative_matrix;\nconst X: u32 = 1u;\n";
+        let (head, body) = split_enables(src);
+        assert_eq!(
+            head,
+            "// header\nenable f16;\n\nenable wgpu_cooperative_matrix;\n"
+        );
+        assert_eq!(body, "const X: u32 = 1u;\n");
+        let full = shader_source(src);
+        assert!(full.starts_with(head), "{full}");
+        assert!(full.ends_with(&format!("{COMMON}\n{body}")), "{full}");
+    }
+
+    #[test]
+    fn sources_without_leading_enables_are_unchanged() {
+        for src in [
+            "// header\nconst X: u32 = 1u;\n",
+            // An `enable` after a declaration is the file's own error, not moved.
+            "const X: u32 = 1u;\nenable f16;\n",
+            "",
+        ] {
+            assert_eq!(split_enables(src), ("", src));
+            assert_eq!(shader_source(src), format!("{COMMON}\n{src}"));
+        }
     }
 }

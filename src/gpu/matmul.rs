@@ -162,7 +162,7 @@ pub(crate) fn matrix_major(l: &Layout) -> Option<(bool, usize)> {
 
 /// Batch dims, and each operand's batch strides, after merging the dims that merge in both
 /// operands and the (contiguous) output.
-fn merged_batch(la: &Layout, lb: &Layout, mn: usize) -> (Vec<usize>, Vec<Vec<usize>>) {
+pub(crate) fn merged_batch(la: &Layout, lb: &Layout, mn: usize) -> (Vec<usize>, Vec<Vec<usize>>) {
     let nb = la.shape.rank() - 2;
     let batch = &la.shape.dims()[..nb];
     let out: Vec<usize> = crate::Shape::new(batch.to_vec())
@@ -178,25 +178,38 @@ pub(crate) fn batch_fits(la: &Layout, lb: &Layout) -> bool {
     merged_batch(la, lb, 1).0.len() <= MAX_BATCH_DIMS
 }
 
-/// `Params` in `shaders/matmul.wgsl`.
+/// `Params` in `shaders/matmul.wgsl` (and `shaders/matmul_coop.wgsl`, which shares it).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    lda: u32,
-    ldb: u32,
-    a_off: u32,
-    b_off: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    _pad: [u32; 2],
+pub(crate) struct Params {
+    /// Output rows.
+    pub(crate) m: u32,
+    /// Output columns.
+    pub(crate) n: u32,
+    /// The contracted dim.
+    pub(crate) k: u32,
+    /// Product of the batch dims.
+    pub(crate) batch: u32,
+    /// Leading stride of `a` (see [`matrix_major`]).
+    pub(crate) lda: u32,
+    /// Leading stride of `b`.
+    pub(crate) ldb: u32,
+    /// Element offset of `a`'s first matrix.
+    pub(crate) a_off: u32,
+    /// Element offset of `b`'s first matrix.
+    pub(crate) b_off: u32,
+    /// Output blocks along M per batch.
+    pub(crate) tiles_m: u32,
+    /// Output blocks along N per batch.
+    pub(crate) tiles_n: u32,
+    /// Keeps `bdims` at its 16-byte offset, as in the shader.
+    pub(crate) _pad: [u32; 2],
     /// Merged batch dims, outermost first, padded in front with 1s.
-    bdims: [u32; 4],
-    a_bstrides: [u32; 4],
-    b_bstrides: [u32; 4],
+    pub(crate) bdims: [u32; 4],
+    /// `a`'s strides along `bdims` (0 where broadcast).
+    pub(crate) a_bstrides: [u32; 4],
+    /// `b`'s strides along `bdims`.
+    pub(crate) b_bstrides: [u32; 4],
 }
 
 /// `out[b] = a[b] @ b[b]` for every batch. `a` is `[..B, M, K]`, `b` is `[..B, K, N]` (batch

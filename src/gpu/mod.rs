@@ -4,6 +4,9 @@ pub(crate) mod attention;
 pub mod buffer;
 pub mod context;
 pub(crate) mod conv;
+// Not called yet: the F16 matmul path (the F16 dtype work) will take it where it applies.
+#[allow(dead_code)]
+pub(crate) mod coop;
 pub(crate) mod elementwise;
 pub mod half;
 pub(crate) mod index;
@@ -20,3 +23,5 @@ pub use buffer::PoolStats;
 pub use context::{adapters, AdapterSummary, GpuContext};
 pub use half::{with_f16_path, F16Path};
 pub use kernel::dispatch_count;
+#[doc(hidden)]
+pub use kernel::shader_source;
