@@ -66,6 +66,38 @@ impl Io {
     }
 }
 
+/// The kernel an F16 product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum F16Kernel {
+    /// Cooperative matrices (tensor cores), f32 output for the caller to cast.
+    Coop(super::coop::CoopConfig),
+    /// The FMA kernel on `array<f16>`.
+    Native,
+    /// The FMA kernel on packed words, f32 output for the caller to cast.
+    Packed,
+}
+
+/// The kernel for an F16 product of shape `s`: cooperative matrices where the device has them
+/// and the shape pays (see `coop::use_coop`), unless a tile configuration is forced (tests of
+/// the FMA configurations) or the packed path is (`with_f16_path`); else the path's FMA kernel.
+pub(crate) fn pick_f16(
+    coop: Option<super::coop::CoopConfig>,
+    path: super::half::F16Path,
+    s: Mkn,
+    forced_config: bool,
+) -> F16Kernel {
+    use super::half::F16Path;
+    match (coop, path) {
+        (Some(cfg), F16Path::Native)
+            if !forced_config && super::coop::use_coop(Some(cfg), s.m, s.n, s.k) =>
+        {
+            F16Kernel::Coop(cfg)
+        }
+        (_, F16Path::Native) => F16Kernel::Native,
+        (_, F16Path::Packed) => F16Kernel::Packed,
+    }
+}
+
 /// Batch dims (after merging) the kernel indexes; more are materialised by the caller.
 pub(crate) const MAX_BATCH_DIMS: usize = 4;
 
@@ -284,6 +316,42 @@ pub(crate) fn matmul(
 mod tests {
     use super::*;
     use crate::Shape;
+
+    #[test]
+    fn f16_builds_of_the_matmul_shader_validate() {
+        use naga::valid::{Capabilities, ValidationFlags, Validator};
+        for (shader, caps) in [
+            (&*MATMUL_F16_PACKED, Capabilities::default()),
+            (&*MATMUL_F16_NATIVE, Capabilities::SHADER_FLOAT16),
+        ] {
+            let source = super::super::kernel::shader_source(shader.source);
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(&source)));
+            Validator::new(ValidationFlags::all(), caps)
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(&source)));
+        }
+        assert!(MATMUL_F16_NATIVE.source.starts_with("enable f16;"));
+    }
+
+    #[test]
+    fn f16_products_pick_cooperative_matrices_only_where_they_pay() {
+        use super::super::coop::CoopConfig;
+        use super::super::half::F16Path::{Native, Packed};
+        let cfg = Some(CoopConfig { frag: 16 });
+        let big = Mkn { m: 256, k: 64, n: 128 };
+        let skinny = Mkn { m: 4, k: 64, n: 128 };
+        let shallow = Mkn { m: 64, k: 8, n: 64 };
+        assert_eq!(pick_f16(cfg, Native, big, false), F16Kernel::Coop(cfg.unwrap()));
+        assert_eq!(pick_f16(cfg, Native, skinny, false), F16Kernel::Native);
+        assert_eq!(pick_f16(cfg, Native, shallow, false), F16Kernel::Native);
+        // A forced tile configuration or a forced packed path keeps the FMA kernels.
+        assert_eq!(pick_f16(cfg, Native, big, true), F16Kernel::Native);
+        assert_eq!(pick_f16(cfg, Packed, big, false), F16Kernel::Packed);
+        // No cooperative matrices: the path decides.
+        assert_eq!(pick_f16(None, Native, big, false), F16Kernel::Native);
+        assert_eq!(pick_f16(None, Packed, big, false), F16Kernel::Packed);
+    }
 
     #[test]
     fn majors() {

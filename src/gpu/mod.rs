@@ -4,8 +4,6 @@ pub(crate) mod attention;
 pub mod buffer;
 pub mod context;
 pub(crate) mod conv;
-// Not called yet: the F16 matmul path (the F16 dtype work) will take it where it applies.
-#[allow(dead_code)]
 pub(crate) mod coop;
 pub(crate) mod elementwise;
 pub mod half;

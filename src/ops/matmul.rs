@@ -3,8 +3,7 @@
 use super::alloc_like;
 use crate::cpu::matmul::Mkn;
 use crate::gpu::buffer;
-use crate::gpu::half::F16Path;
-use crate::gpu::matmul::{self as gpu, Io};
+use crate::gpu::matmul::{self as gpu, F16Kernel, Io};
 use crate::op::Op;
 use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;
@@ -239,14 +238,25 @@ impl Tensor {
             return Ok(Storage::Gpu(out));
         }
         let n = out_shape.numel();
-        if ctx.f16_path() == F16Path::Native {
+        let kernel = gpu::pick_f16(
+            crate::gpu::coop::device_config(ctx),
+            ctx.f16_path(),
+            plan.mkn,
+            config.is_some(),
+        );
+        if kernel == F16Kernel::Native {
             let out = buffer::alloc(ctx, cpu::half::words(n), OP, out_shape.dims())?;
             gpu::matmul((ab, &la), (bb, &lb), &out, plan.mkn, config, Io::F16Native)?;
             return Ok(Storage::Gpu(out));
         }
-        // Packed F16: the kernel writes f32, one cast pass rounds it into words.
+        // Cooperative and packed kernels write f32; one cast pass rounds it into words.
         let wide = alloc_like(self.device(), &out_shape, OP)?;
-        gpu::matmul((ab, &la), (bb, &lb), &wide, plan.mkn, config, Io::F16Packed)?;
+        match kernel {
+            F16Kernel::Coop(cfg) => {
+                crate::gpu::coop::matmul_coop((ab, &la), (bb, &lb), &wide, plan.mkn, cfg)?
+            }
+            _ => gpu::matmul((ab, &la), (bb, &lb), &wide, plan.mkn, config, Io::F16Packed)?,
+        }
         let out = buffer::alloc(ctx, cpu::half::words(n), OP, out_shape.dims())?;
         crate::gpu::half::cast((&wide, &Layout::contiguous(out_shape)), false, &out, false)?;
         Ok(Storage::Gpu(out))
