@@ -31,7 +31,8 @@ fn bench_layer(
     let w = leaf(Tensor::rand_uniform([co, ci, 3, 3], -0.3, 0.3, 2, dev).unwrap());
     let b = leaf(Tensor::zeros([co], dev).unwrap());
     let out = hw - 2;
-    let bytes = (batch * ci * hw * hw + co * ci * 9 + batch * co * out * out) * dtype.size_in_bytes();
+    let bytes =
+        (batch * ci * hw * hw + co * ci * 9 + batch * co * out * out) * dtype.size_in_bytes();
     let fwd_flops = 2 * batch * co * out * out * ci * 9;
     for backward in [false, true] {
         let flops = if backward { 3 * fwd_flops } else { fwd_flops };

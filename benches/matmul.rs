@@ -29,8 +29,14 @@ fn gpu_sizes() -> Vec<usize> {
 /// Benches `n×n @ n×n` on `dev`. Each timed batch launches `iters` products and then waits for
 /// the device (a no-op on the CPU), so GPU figures are finished work, not queued dispatches.
 fn bench_size(c: &mut Criterion, group: &str, dev: &Device, n: usize, dtype: DType) {
-    let a = Tensor::rand([n, n], 1, dev).unwrap().to_dtype(dtype).unwrap();
-    let b = Tensor::rand([n, n], 2, dev).unwrap().to_dtype(dtype).unwrap();
+    let a = Tensor::rand([n, n], 1, dev)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+    let b = Tensor::rand([n, n], 2, dev)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
     a.matmul(&b).unwrap().to_vec().unwrap(); // compile the pipeline, fill the pool
     let flops = 2 * n * n * n;
     let best = Cell::new(f64::INFINITY);
@@ -83,7 +89,8 @@ fn gpu(c: &mut Criterion) {
             return;
         }
     };
-    let native = matches!(&dev, Device::Gpu(ctx) if ctx.features().contains(wgpu::Features::SHADER_F16));
+    let native =
+        matches!(&dev, Device::Gpu(ctx) if ctx.features().contains(wgpu::Features::SHADER_F16));
     for n in gpu_sizes() {
         bench_size(c, "matmul_gpu", &dev, n, DType::F32);
         with_f16_path(F16Path::Packed, || {

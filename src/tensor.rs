@@ -252,17 +252,17 @@ impl Tensor {
     /// Zeros with this tensor's shape and device, and its dtype when that is `F16` (`F32`
     /// otherwise).
     pub fn zeros_like(&self) -> Result<Tensor> {
-        Tensor::zeros(self.shape().clone(), self.device())?.to_float_dtype_of(self)
+        Tensor::zeros(self.shape().clone(), self.device())?.in_float_dtype_of(self)
     }
 
     /// Ones with this tensor's shape and device, and its dtype when that is `F16` (`F32`
     /// otherwise).
     pub fn ones_like(&self) -> Result<Tensor> {
-        Tensor::ones(self.shape().clone(), self.device())?.to_float_dtype_of(self)
+        Tensor::ones(self.shape().clone(), self.device())?.in_float_dtype_of(self)
     }
 
     /// `self` cast to F16 when `like` is F16.
-    fn to_float_dtype_of(self, like: &Tensor) -> Result<Tensor> {
+    fn in_float_dtype_of(self, like: &Tensor) -> Result<Tensor> {
         if like.dtype() == DType::F16 {
             self.to_dtype(DType::F16)
         } else {
@@ -579,7 +579,7 @@ impl Tensor {
     /// and buffers always are).
     fn assign_f16(&self, src: &Tensor) -> Result<()> {
         let off = self.layout().offset;
-        if !self.is_contiguous() || off % 2 != 0 {
+        if !self.is_contiguous() || !off.is_multiple_of(2) {
             return Err(Error::invalid(
                 "assign",
                 format!(

@@ -25,12 +25,12 @@ fn awkward_values() -> Vec<f32> {
         f32::INFINITY,
         f32::NEG_INFINITY,
         f32::NAN,
-        6.1035156e-5,                // smallest normal 2^-14
-        6.0975552e-5,                // largest subnormal
-        5.9604645e-8,                // smallest subnormal 2^-24
-        2.9802322e-8,                // 2^-25: tie, rounds to 0
-        2.9802326e-8,                // just above 2^-25: rounds to 2^-24
-        8.940697e-8,                 // 1.5 · 2^-24: tie, rounds to even 2^-23
+        1.0 / 16384.0,               // smallest normal 2^-14
+        1023.0 / 16777216.0,         // largest subnormal
+        1.0 / 16777216.0,            // smallest subnormal 2^-24
+        1.0 / 33554432.0,            // 2^-25: tie, rounds to 0
+        1.0000001 / 33554432.0,      // just above 2^-25: rounds to 2^-24
+        1.5 / 16777216.0,            // 1.5 · 2^-24: tie, rounds to even 2^-23
         1.0e-10,                     // underflow to 0
         -3.0e-6,                     // negative subnormal
         1.0 + 1.0 / 2048.0,          // tie between 1 and 1 + 2^-10: to even (1)
@@ -714,7 +714,9 @@ fn f16_where_unsupported_is_a_clear_error() {
         let x = f16_tensor(&[2, 1, 3], 2, &dev);
         let cfg = wgml::nn::LstmConfig::default();
         let lstm = wgml::nn::Lstm::new(3, 4, 1, cfg, &mut wgml::rng::Rng::new(0), &dev).unwrap();
-        let e = lstm.forward(&x, None).err().expect("lstm on f16");
+        let Err(e) = lstm.forward(&x, None) else {
+            panic!("lstm on f16 did not fail");
+        };
         assert!(matches!(e, Error::DType { .. }), "{e}");
         // Wrong element counts and dtypes name the op.
         let e = Tensor::from_f16(&[f16::ONE; 3], [2, 2], &dev).unwrap_err();

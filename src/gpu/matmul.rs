@@ -338,11 +338,20 @@ mod tests {
     fn f16_products_pick_cooperative_matrices_only_where_they_pay() {
         use super::super::coop::CoopConfig;
         use super::super::half::F16Path::{Native, Packed};
-        let cfg = Some(CoopConfig { frag: 16 });
-        let big = Mkn { m: 256, k: 64, n: 128 };
-        let skinny = Mkn { m: 4, k: 64, n: 128 };
+        let coop = CoopConfig { frag: 16 };
+        let cfg = Some(coop);
+        let big = Mkn {
+            m: 256,
+            k: 64,
+            n: 128,
+        };
+        let skinny = Mkn {
+            m: 4,
+            k: 64,
+            n: 128,
+        };
         let shallow = Mkn { m: 64, k: 8, n: 64 };
-        assert_eq!(pick_f16(cfg, Native, big, false), F16Kernel::Coop(cfg.unwrap()));
+        assert_eq!(pick_f16(cfg, Native, big, false), F16Kernel::Coop(coop));
         assert_eq!(pick_f16(cfg, Native, skinny, false), F16Kernel::Native);
         assert_eq!(pick_f16(cfg, Native, shallow, false), F16Kernel::Native);
         // A forced tile configuration or a forced packed path keeps the FMA kernels.

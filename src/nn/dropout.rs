@@ -39,7 +39,8 @@ impl Module for Dropout {
         let keep = Tensor::rand(x.shape().clone(), seed, x.device())?
             .ge_scalar(self.p)?
             .mul_scalar(1.0 / (1.0 - self.p))?;
-        x.mul(&keep)
+        // The mask takes x's dtype, so an F16 activation stays F16 (as in PyTorch).
+        x.mul(&keep.to_dtype(x.dtype())?)
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;

@@ -55,7 +55,7 @@ impl Tensor {
 
     /// The packed words of an F16 tensor's elements in row-major order.
     pub(crate) fn f16_words(&self) -> Result<Vec<u32>> {
-        let t = if self.is_contiguous() && self.layout().offset % 2 == 0 {
+        let t = if self.is_contiguous() && self.layout().offset.is_multiple_of(2) {
             self.clone()
         } else {
             crate::backprop::no_grad(|| self.copy())?
