@@ -188,9 +188,19 @@ fn to_dtype_truncates_and_round_trips() {
             [0.0, 7.0, 16_777_216.0, 4e9],
             "{dev:?}"
         );
-        // Same dtype is the same tensor; F16 is refused.
+        // Same dtype is the same tensor; F16 goes through f32 (tests/f16.rs covers it).
         assert_eq!(x.to_dtype(DType::F32).unwrap().id(), x.id());
-        assert!(x.to_dtype(DType::F16).is_err());
+        assert_eq!(i.to_dtype(DType::F16).unwrap().dtype(), DType::F16);
+        assert_eq!(
+            i.to_dtype(DType::F16)
+                .unwrap()
+                .to_dtype(DType::U32)
+                .unwrap()
+                .to_vec_u32()
+                .unwrap(),
+            [0, 7, u32::MAX, u32::MAX], // beyond 65504: inf, saturated
+            "{dev:?}"
+        );
         // Float-only ops refuse U32, binary ops refuse mixed dtypes.
         assert!(i.exp().is_err());
         assert!(i.add(&i).is_err());
