@@ -23,6 +23,15 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x1: array<f32>;
 @group(0) @binding(4) var<storage, read> x2: array<f32>;
 
+// The same bindings as raw words, for the `_h` entries, which write packed F16 (two elements
+// per word, see half.wgsl) and read each input as F16 (IN*_F16 = 1) or F32. naga and Vulkan
+// allow two views of one binding as long as no entry point uses both.
+@group(0) @binding(1) var<storage, read_write> out_w: array<u32>;
+@group(0) @binding(2) var<storage, read> x0_w: array<u32>;
+@group(0) @binding(3) var<storage, read> x1_w: array<u32>;
+override IN0_F16: u32 = 1u;
+override IN1_F16: u32 = 1u;
+
 // erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), as in op.rs.
 fn erf_approx(v: f32) -> f32 {
     let s = sign(v);
@@ -155,4 +164,53 @@ fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         return;
     }
     out[p.out.offset + i] = p.s0;
+}
+
+// Input i of an `_h` entry as f32.
+fn load_in0(i: u32) -> f32 {
+    let o = strided_offset(p.in0, i);
+    if (IN0_F16 != 0u) {
+        return load_f16(x0_w[o >> 1u], o);
+    }
+    return bitcast<f32>(x0_w[o]);
+}
+
+fn load_in1(i: u32) -> f32 {
+    let o = strided_offset(p.in1, i);
+    if (IN1_F16 != 0u) {
+        return load_f16(x1_w[o >> 1u], o);
+    }
+    return bitcast<f32>(x1_w[o]);
+}
+
+// `unary` into a contiguous F16 output: one word (two elements) per invocation.
+@compute @workgroup_size(WG)
+fn unary_h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let w = linear_workgroup(wg, nwg) * WG + lid;
+    let i = 2u * w;
+    if (i >= p.n) {
+        return;
+    }
+    var word = f32_to_f16(unary_op(load_in0(i)));
+    if (i + 1u < p.n) {
+        word |= f32_to_f16(unary_op(load_in0(i + 1u))) << 16u;
+    }
+    out_w[w] = word;
+}
+
+// `binary` into a contiguous F16 output: one word (two elements) per invocation.
+@compute @workgroup_size(WG)
+fn binary_h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let w = linear_workgroup(wg, nwg) * WG + lid;
+    let i = 2u * w;
+    if (i >= p.n) {
+        return;
+    }
+    var word = f32_to_f16(binary_op(load_in0(i), load_in1(i)));
+    if (i + 1u < p.n) {
+        word |= f32_to_f16(binary_op(load_in0(i + 1u), load_in1(i + 1u))) << 16u;
+    }
+    out_w[w] = word;
 }

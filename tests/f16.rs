@@ -328,6 +328,107 @@ fn f16_elementwise_follows_pytorch_promotion() {
 }
 
 #[test]
+fn every_f16_elementwise_op_matches_cpu_on_strided_and_broadcast_inputs() {
+    use wgml::{BinaryOp, CmpOp, UnaryOp};
+    let unary = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Relu,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Gelu,
+        UnaryOp::Affine {
+            mul: -3.0,
+            add: 0.5,
+        },
+        UnaryOp::Powf(3.0),
+        UnaryOp::Recip,
+        UnaryOp::Clamp {
+            min: -0.5,
+            max: 0.75,
+        },
+        UnaryOp::Sign,
+        UnaryOp::CmpScalar(CmpOp::Ge, 0.25),
+    ];
+    for op in unary {
+        // A transposed view with an odd element count (the last word is half used).
+        f16_gpu_matches_cpu(&format!("{op:?}"), 2e-3, 2e-3, |d| {
+            f16_tensor(&[7, 5], 11, d).t()?.unary(op)
+        });
+    }
+    let binary = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Maximum,
+        BinaryOp::Minimum,
+        BinaryOp::Cmp(CmpOp::Lt),
+    ];
+    for op in binary {
+        f16_gpu_matches_cpu(&format!("{op:?}"), 2e-3, 2e-3, |d| {
+            let a = f16_tensor(&[3, 1, 5], 12, d);
+            let b = f16_tensor(&[5, 4], 13, d).t()?;
+            a.binary(&b, op)
+        });
+    }
+    // Exact ops are bit-exact against the CPU, overflow gives inf on both.
+    f16_gpu_matches_cpu("overflow to inf", 0.0, 0.0, |d| {
+        let big = Tensor::from_slice(&[60000.0, -60000.0, 1.0], [3], d)?.to_dtype(DType::F16)?;
+        let y = big.add(&big)?;
+        assert_eq!(y.to_vec()?, [f32::INFINITY, f32::NEG_INFINITY, 2.0]);
+        Ok(y)
+    });
+}
+
+#[test]
+fn f16_elementwise_gradients_match_f32_within_f16_precision() {
+    // The same graph on F16-rounded inputs in F32 is the reference; F16 rounds every
+    // intermediate, so agreement is to a few F16 ulps.
+    let x32 = r16(&data(4 * 6, 21));
+    let w32 = r16(&data(6, 22));
+    let run = |dev: &Device, dtype: DType| -> (Vec<f32>, Vec<f32>) {
+        let x = Tensor::from_slice(&x32, [4, 6], dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+            .requires_grad();
+        let w = Tensor::from_slice(&w32, [6], dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+            .requires_grad();
+        let y = x
+            .mul(&w)
+            .unwrap()
+            .sigmoid()
+            .unwrap()
+            .add(&x.tanh().unwrap())
+            .unwrap();
+        let y = y
+            .div(&w.abs().unwrap().add_scalar(1.0).unwrap())
+            .unwrap()
+            .gelu()
+            .unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let (gx, gw) = (g.get(&x).unwrap(), g.get(&w).unwrap());
+        assert_eq!((gx.dtype(), gw.dtype()), (dtype, dtype));
+        (gx.to_vec().unwrap(), gw.to_vec().unwrap())
+    };
+    let (want_x, want_w) = run(&Device::cpu(), DType::F32);
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu());
+    for dev in devices {
+        let (gx, gw) = run(&dev, DType::F16);
+        assert_close(&gx, &want_x, 1e-2, 1e-2, &format!("dx on {}", dev.name()));
+        assert_close(&gw, &want_w, 3e-2, 1e-2, &format!("dw on {}", dev.name()));
+    }
+}
+
+#[test]
 fn f16_reductions_softmax_and_norms_accumulate_in_f32() {
     // 5000 values of ~1: an f16 accumulator would stall at 2048; f32 does not.
     f16_gpu_matches_cpu("sum of many", 0.0, 2e-3, |d| {

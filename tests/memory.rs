@@ -101,3 +101,32 @@ fn views_copies_and_indexing_do_not_grow_memory() -> Result<()> {
     assert_close(&last.to_vec()?, &want, 0.0, 0.0, "last step");
     Ok(())
 }
+
+#[test]
+fn an_f16_graph_holds_half_the_bytes_of_an_f32_one() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Elementwise ops on F16 record their F16 inputs: the graph keeps no f32 copies.
+    let graph_bytes = |dtype: wgml::DType| -> Result<u64> {
+        let x = Tensor::from_vec(data(256 * 1024, 3), [256, 1024], &g)?
+            .to_dtype(dtype)?
+            .requires_grad();
+        g.synchronize()?;
+        let before = g.live_bytes();
+        let y = x.relu()?.mul(&x)?.tanh()?.add(&x)?.sigmoid()?;
+        g.synchronize()?;
+        let held = g.live_bytes() - before;
+        drop(y);
+        Ok(held)
+    };
+    let (f32_bytes, f16_bytes) = (
+        graph_bytes(wgml::DType::F32)?,
+        graph_bytes(wgml::DType::F16)?,
+    );
+    println!("a 5-op elementwise graph holds {f32_bytes} B in F32, {f16_bytes} B in F16");
+    assert!(
+        f16_bytes > 0 && f16_bytes * 10 <= f32_bytes * 6,
+        "F16 {f16_bytes} B vs F32 {f32_bytes} B"
+    );
+    Ok(())
+}

@@ -105,6 +105,43 @@ fn run(
     })
 }
 
+/// `unary`/`binary` into a fresh contiguous packed-F16 `out` of `shape`, each input read as F16
+/// or F32 per `f16_in` (inputs already broadcast to `shape`).
+pub(crate) fn to_f16(
+    op: &'static str,
+    entry: &'static str,
+    code: u32,
+    scalars: [f32; 2],
+    inputs: &[(View<'_>, bool)],
+    out: &GpuBuffer,
+    shape: &crate::Shape,
+) -> Result<()> {
+    let n = shape.numel();
+    if n == 0 {
+        return Ok(());
+    }
+    let lo = Layout::contiguous(shape.clone());
+    let layouts: Vec<&Layout> = inputs.iter().map(|(v, _)| v.1).collect();
+    let params = pack(op, &lo, &layouts, scalars)?;
+    let ctx = out.ctx();
+    let mut buffers = vec![out.raw()];
+    buffers.extend(inputs.iter().map(|(v, _)| v.0.raw()));
+    let flag = |i: usize| inputs.get(i).is_none_or(|(_, h)| *h) as u32 as f64;
+    ctx.launch(Launch {
+        shader: &ELEMENTWISE,
+        entry,
+        constants: &[
+            ("OP", code as f64),
+            ("WG", WG as f64),
+            ("IN0_F16", flag(0)),
+            ("IN1_F16", flag(1)),
+        ],
+        params: bytemuck::bytes_of(&params),
+        buffers: &buffers,
+        grid: ctx.grid_1d(n.div_ceil(2).div_ceil(WG), op)?,
+    })
+}
+
 /// `out[i] = op(x[i])` for every element of `out`'s shape (`x` has the same shape).
 pub(crate) fn unary(op: UnaryOp, x: View<'_>, out: View<'_>) -> Result<()> {
     let (code, scalars) = op.code();

@@ -27,7 +27,7 @@ impl Tensor {
                 UnaryOp::Copy => self.cast_f16(DType::F16, Some(Op::Reshape(self.clone()))),
                 UnaryOp::CmpScalar(..) => self.to_dtype(DType::F32)?.unary(op),
                 UnaryOp::U32ToF32 | UnaryOp::F32ToU32 => self.to_dtype(DType::F32)?.unary(op),
-                _ => self.via_f32(|x| x.unary(op)),
+                _ => self.unary_f16(op),
             };
         }
         let (name, out_dtype) = match op {
@@ -208,6 +208,13 @@ impl Tensor {
     /// Applies a binary op with NumPy broadcasting. Mixed `F16`/`F32` operands promote to
     /// `F32` as in PyTorch; two `F16` operands give `F16` (computed in f32).
     pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
+        if self.dtype() == DType::F16
+            && rhs.dtype() == DType::F16
+            && !matches!(op, BinaryOp::Cmp(_))
+        {
+            let plan = self.broadcast_pair(rhs, op.name())?;
+            return self.binary_f16(rhs, op, plan);
+        }
         if self.dtype() == DType::F16 || rhs.dtype() == DType::F16 {
             let out = super::promote(self.dtype(), rhs.dtype());
             let y = self.as_f32()?.binary(&rhs.as_f32()?, op)?;

@@ -5,8 +5,8 @@
 //! F16 tensor takes half the memory of an F32 one. Ops compute in f32 and round their F16
 //! outputs once, to nearest even, as PyTorch's do.
 
-use crate::op::Op;
-use crate::shape::Shape;
+use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;
 use crate::{cpu, gpu, DType, Device, Error, Result, Tensor};
 use half::f16;
@@ -147,6 +147,95 @@ impl Tensor {
         } else {
             Ok(self.clone())
         }
+    }
+}
+
+impl Tensor {
+    /// An elementwise op on an F16 tensor, F16 out: one pass (computed in f32, rounded once)
+    /// and recorded on the F16 input, so the graph keeps no f32 copy.
+    pub(crate) fn unary_f16(&self, op: UnaryOp) -> Result<Tensor> {
+        let shape = self.shape().clone();
+        let out = Layout::contiguous(shape.clone());
+        let storage = match self.storage() {
+            Storage::Cpu(x) => {
+                let xf = cpu::half::to_f32(&x.read().unwrap(), self.layout())?;
+                let y = cpu::elementwise::unary(op, &xf, &out);
+                Storage::cpu(cpu::half::to_f16(&y, &out, false)?)
+            }
+            Storage::Gpu(x) => {
+                let buf = self.alloc_f16(&shape, "unary")?;
+                let (code, scalars) = op.code();
+                gpu::elementwise::to_f16(
+                    "unary",
+                    "unary_h",
+                    code,
+                    scalars,
+                    &[((x, self.layout()), true)],
+                    &buf,
+                    &shape,
+                )?;
+                Storage::Gpu(buf)
+            }
+        };
+        Ok(Tensor::from_storage(
+            storage,
+            shape,
+            DType::F16,
+            self.device(),
+            Some(Op::Unary(self.clone(), op)),
+        ))
+    }
+
+    /// A binary op on two F16 tensors (already broadcast to `shape` by `la`, `lb`), F16 out,
+    /// in one pass like [`Tensor::unary_f16`].
+    pub(crate) fn binary_f16(
+        &self,
+        rhs: &Tensor,
+        op: BinaryOp,
+        (shape, la, lb): (Shape, Layout, Layout),
+    ) -> Result<Tensor> {
+        let out = Layout::contiguous(shape.clone());
+        let storage = match (self.storage(), rhs.storage()) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => {
+                let af = cpu::half::to_f32(&a.read().unwrap(), &la)?;
+                let bf = cpu::half::to_f32(&b.read().unwrap(), &lb)?;
+                let y = cpu::elementwise::binary(op, &af, &out, &bf, &out);
+                Storage::cpu(cpu::half::to_f16(&y, &out, false)?)
+            }
+            (Storage::Gpu(a), Storage::Gpu(b)) => {
+                let buf = self.alloc_f16(&shape, op.name())?;
+                gpu::elementwise::to_f16(
+                    op.name(),
+                    "binary_h",
+                    op.code(),
+                    [0.0; 2],
+                    &[((a, &la), true), ((b, &lb), true)],
+                    &buf,
+                    &shape,
+                )?;
+                Storage::Gpu(buf)
+            }
+            _ => unreachable!("devices checked"),
+        };
+        Ok(Tensor::from_storage(
+            storage,
+            shape,
+            DType::F16,
+            self.device(),
+            Some(Op::Binary(self.clone(), rhs.clone(), op)),
+        ))
+    }
+
+    /// A GPU buffer for a contiguous F16 tensor of `shape` on this tensor's device.
+    fn alloc_f16(
+        &self,
+        shape: &Shape,
+        op: &'static str,
+    ) -> Result<std::sync::Arc<gpu::buffer::GpuBuffer>> {
+        let Device::Gpu(ctx) = self.device() else {
+            unreachable!("wgml bug: GPU allocation on the CPU device")
+        };
+        gpu::buffer::alloc(ctx, cpu::half::words(shape.numel()), op, shape.dims())
     }
 }
 
