@@ -574,6 +574,61 @@ fn f16_gradients_have_their_tensors_dtype_and_match_f32() {
 }
 
 #[test]
+fn f16_conv2d_gradients_match_f32() {
+    let (x32, w32, b32) = (
+        r16(&data(2 * 3 * 8 * 7, 31)),
+        r16(&data(4 * 3 * 9, 32)),
+        r16(&data(4, 33)),
+    );
+    let cfg = Conv2dConfig {
+        stride: [2, 1],
+        padding: [1, 0],
+        ..Default::default()
+    };
+    let run = |dev: &Device, dtype: DType| -> Vec<Vec<f32>> {
+        let leaf = |v: &[f32], s: &[usize]| {
+            Tensor::from_slice(v, s, dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+                .requires_grad()
+        };
+        let (x, w, b) = (
+            leaf(&x32, &[2, 3, 8, 7]),
+            leaf(&w32, &[4, 3, 3, 3]),
+            leaf(&b32, &[4]),
+        );
+        let y = x.conv2d(&w, Some(&b), cfg).unwrap();
+        assert_eq!(y.dtype(), dtype);
+        let g = y.tanh().unwrap().sum_all().unwrap().backward().unwrap();
+        [&x, &w, &b]
+            .iter()
+            .map(|t| {
+                let gt = g.get(t).unwrap();
+                assert_eq!(gt.dtype(), dtype);
+                gt.to_vec().unwrap()
+            })
+            .collect()
+    };
+    let want = run(&Device::cpu(), DType::F32);
+    let mut devices = vec![(Device::cpu(), F16Path::Packed)];
+    devices.extend(gpu_paths());
+    for (dev, path) in devices {
+        let got = on_path(path, || run(&dev, DType::F16));
+        for (i, name) in ["dx", "dw", "db"].iter().enumerate() {
+            let atol = if i == 0 { 1e-2 } else { 5e-2 };
+            assert_close(
+                &got[i],
+                &want[i],
+                atol,
+                1e-2,
+                &format!("{name} on {} {path:?}", dev.name()),
+            );
+        }
+    }
+}
+
+#[test]
 fn cast_backward_casts_the_gradient_back() {
     // d/dx sum(w · f32(f16(x))) = w, in x's dtype (straight through the rounding).
     let dev = Device::cpu();

@@ -28,11 +28,11 @@ impl Tensor {
             let b = bias.map(crate::amp::to_f16).transpose()?;
             return crate::amp::to_f16(self)?.conv2d(&crate::amp::to_f16(weight)?, b.as_ref(), cfg);
         }
-        if [Some(self), Some(weight), bias]
+        let f16 = [Some(self), Some(weight), bias]
             .into_iter()
             .flatten()
-            .any(|t| t.dtype() == DType::F16)
-        {
+            .any(|t| t.dtype() == DType::F16);
+        if f16 {
             // F16 convolution: f32 arithmetic, one rounding of the output (as PyTorch's).
             for t in [Some(weight), bias].into_iter().flatten() {
                 if t.dtype() != self.dtype() {
@@ -48,6 +48,10 @@ impl Tensor {
                     });
                 }
             }
+        }
+        if f16 && !self.device().is_gpu() {
+            // The CPU has no F16 arithmetic: the F32 convolution between one cast in and one
+            // rounding out moves the least (F16 columns would be cast twice more).
             let b = bias.map(|b| b.as_f32()).transpose()?;
             // With autocast off, or the F32 convolution would be cast straight back.
             let y = crate::amp::set_autocast(false, || {
@@ -55,9 +59,13 @@ impl Tensor {
             })?;
             return y.to_dtype(DType::F16);
         }
+        // On a GPU an F16 convolution is the composition below in F16: F16 columns, the F16
+        // matmul (cooperative matrices where the device has them), an F16 bias add.
         self.check_same_device(weight, OP)?;
-        self.check_dtype(DType::F32, OP)?;
-        weight.check_dtype(DType::F32, OP)?;
+        if !f16 {
+            self.check_dtype(DType::F32, OP)?;
+            weight.check_dtype(DType::F32, OP)?;
+        }
         let g = ConvGeom::new(OP, self.dims(), weight.dims(), cfg)?;
         let o = weight.dims()[0];
         let groups = cfg.groups;
