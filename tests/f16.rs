@@ -893,3 +893,57 @@ fn f16_where_unsupported_is_a_clear_error() {
         );
     }
 }
+
+#[test]
+fn a_small_cnn_trains_under_autocast_with_loss_scaling() {
+    use wgml::nn::{Conv2d, Flatten, MaxPool2d, Relu, Sequential};
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu());
+    for dev in devices {
+        let mut rng = wgml::rng::Rng::new(5);
+        let cfg = Conv2dConfig::default();
+        let model = Sequential::new()
+            .add(Conv2d::new(1, 4, [3, 3], cfg, &mut rng, &dev).unwrap())
+            .add(Relu)
+            .add(MaxPool2d::new(2))
+            .add(Flatten)
+            .add(Linear::new(4 * 3 * 3, 3, true, &mut rng, &dev).unwrap());
+        // Three classes told apart by where the bright pixels are.
+        let mut img = vec![0f32; 12 * 64];
+        let labels: Vec<u32> = (0..12).map(|i| (i % 3) as u32).collect();
+        for (i, &l) in labels.iter().enumerate() {
+            for p in 0..64 {
+                let (r, c) = (p / 8, p % 8);
+                let lit = match l {
+                    0 => r < 3,
+                    1 => c < 3,
+                    _ => r >= 5 && c >= 5,
+                };
+                img[i * 64 + p] =
+                    if lit { 1.0 } else { 0.0 } + 0.1 * data(1, (i * 64 + p) as u64)[0];
+            }
+        }
+        let x = Tensor::from_slice(&img, [12, 1, 8, 8], &dev).unwrap();
+        let y = Tensor::from_indices(&labels, [12], &dev).unwrap();
+        let mut opt = Adam::new(model.parameters(), 0.05);
+        let mut scaler = amp::GradScaler::new();
+        let mut losses = vec![];
+        for _ in 0..30 {
+            let loss = amp::autocast(|| loss::cross_entropy(&model.forward(&x)?, &y)).unwrap();
+            assert_eq!(loss.dtype(), DType::F32);
+            let mut g = scaler.scale(&loss).unwrap().backward().unwrap();
+            scaler.step(&mut opt, &mut g).unwrap();
+            scaler.update();
+            losses.push(loss.item().unwrap());
+        }
+        for (name, p) in model.parameters() {
+            assert_eq!(p.dtype(), DType::F32, "{name} stays an F32 master weight");
+        }
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        assert!(
+            last.is_finite() && last < 0.5 * first,
+            "{}: loss {first} -> {last}",
+            dev.name()
+        );
+    }
+}
