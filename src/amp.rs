@@ -1,6 +1,6 @@
 //! Mixed-precision training with PyTorch's AMP semantics: [`autocast`] scopes in which matmul,
-//! linear layers and conv2d run in F16 while reductions, softmax, normalisation and losses run
-//! in F32, and a [`GradScaler`] for the loss scaling that keeps small F16 gradients from
+//! linear layers and conv2d run in F16 while sums, softmax, normalisation and losses run in
+//! F32, and a [`GradScaler`] for the loss scaling that keeps small F16 gradients from
 //! flushing to zero. Parameters stay F32 ("master weights"): autocast casts them per use, and
 //! the cast's backward brings their gradients back to F32.
 //!
@@ -14,7 +14,7 @@
 //! let mut scaler = amp::GradScaler::new();
 //! let x = Tensor::randn([8, 4], 1, &dev)?;
 //! let loss = amp::autocast(|| layer.forward(&x)?.powf(2.0)?.mean_all())?;
-//! assert_eq!(loss.dtype(), wgml::DType::F32); // means run in F32 under autocast
+//! assert_eq!(loss.dtype(), wgml::DType::F32); // pow runs in F32 under autocast
 //! let mut grads = scaler.scale(&loss)?.backward()?;
 //! scaler.step(&mut opt, &mut grads)?;
 //! scaler.update();
@@ -31,11 +31,12 @@ thread_local! {
     static AUTOCAST: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f` with autocast on for this thread: matmul (and so `Linear`) and conv2d cast F32
-/// inputs to F16 and return F16; softmax, log-softmax, sums and means, layer norm and the
-/// losses cast F16 inputs to F32 and return F32; other ops run in their inputs' dtype
-/// (mixed F16/F32 operands promote to F32). Nests; `backward` runs with autocast off, in the
-/// dtypes the forward recorded, as PyTorch's does.
+/// Runs `f` with autocast on for this thread, with PyTorch's op lists: matmul (and so
+/// `Linear`) and conv2d cast F32 inputs to F16 and return F16; softmax, log-softmax, sums,
+/// exp, log, pow, reciprocal, layer norm and the losses (cross-entropy, MSE, BCE) cast F16
+/// inputs to F32 and return F32; other ops (means, max, activations, pooling, attention) run
+/// in their inputs' dtype, mixed F16/F32 operands promoting to F32. Nests; `backward` runs
+/// with autocast off, in the dtypes the forward recorded, as PyTorch's does.
 pub fn autocast<R>(f: impl FnOnce() -> R) -> R {
     set_autocast(true, f)
 }

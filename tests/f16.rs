@@ -717,6 +717,11 @@ fn autocast_runs_matmul_and_conv_in_f16_and_reductions_in_f32() {
                 Conv2dConfig::default(),
             )?;
             assert_eq!(conv.dtype(), DType::F16);
+            // PyTorch's lists: means and activations keep F16; exp, log, pow run in F32.
+            assert_eq!(y.mean_all()?.dtype(), DType::F16);
+            assert_eq!(y.relu()?.dtype(), DType::F16);
+            assert_eq!(y.exp()?.dtype(), DType::F32);
+            assert_eq!(y.powf(2.0)?.dtype(), DType::F32);
             Ok((
                 y.clone(),
                 y.softmax()?,

@@ -27,6 +27,12 @@ impl Tensor {
                 UnaryOp::Copy => self.cast_f16(DType::F16, Some(Op::Reshape(self.clone()))),
                 UnaryOp::CmpScalar(..) => self.to_dtype(DType::F32)?.unary(op),
                 UnaryOp::U32ToF32 | UnaryOp::F32ToU32 => self.to_dtype(DType::F32)?.unary(op),
+                // On autocast's F32 list (PyTorch's): exp, log, pow, reciprocal.
+                UnaryOp::Exp | UnaryOp::Log | UnaryOp::Powf(_) | UnaryOp::Recip
+                    if crate::amp::is_autocast_enabled() =>
+                {
+                    self.to_dtype(DType::F32)?.unary(op)
+                }
                 _ => self.unary_f16(op),
             };
         }

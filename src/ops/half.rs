@@ -1,5 +1,6 @@
 //! F16 tensors: creation from `half::f16`, casts between F32 and F16 (recorded for autograd),
-//! read-back, and `via_f32`, the way ops without an F16 kernel run on F16 inputs.
+//! read-back, elementwise ops in one pass (`unary_f16`, `binary_f16`: the graph records the
+//! F16 inputs), and `via_f32`, the way other ops without an F16 kernel take F16 inputs.
 //!
 //! Storage is packed on both backends (two elements per 4-byte word, see `cpu/half.rs`), so an
 //! F16 tensor takes half the memory of an F32 one. Ops compute in f32 and round their F16

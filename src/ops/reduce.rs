@@ -26,11 +26,9 @@ impl Tensor {
     pub fn reduce(&self, op: ReduceOp, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let name = op_name(op);
         if self.dtype() == DType::F16 {
-            // Accumulates in f32; under autocast sums and means stay F32.
+            // Accumulates in f32; under autocast sums stay F32 (means do not: PyTorch's lists).
             return match op {
-                ReduceOp::Sum | ReduceOp::Mean => {
-                    self.via_f32_autocast(|x| x.reduce(op, dims, keepdim))
-                }
+                ReduceOp::Sum => self.via_f32_autocast(|x| x.reduce(op, dims, keepdim)),
                 _ => self.via_f32(|x| x.reduce(op, dims, keepdim)),
             };
         }
