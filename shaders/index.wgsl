@@ -31,9 +31,26 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> err: array<atomic<u32>, 4>;
+// gather_h reads its input as packed F16 words (see half.wgsl).
+@group(0) @binding(2) var<storage, read> x_w: array<u32>;
 // one_hot's bindings: the output, the labels, the error words.
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> err_oh: array<atomic<u32>, 4>;
+
+// Records index `k` in `err` unless an earlier bad index is there.
+fn record_bad_index(k: u32) {
+    loop {
+        let r = atomicCompareExchangeWeak(&err[0], 0u, p.code);
+        if (r.exchanged) {
+            atomicStore(&err[1], k);
+            atomicStore(&err[2], p.len);
+            break;
+        }
+        if (r.old_value != 0u) {
+            break;
+        }
+    }
+}
 
 // out[m] = x[m with m[dim] = idx[m]]; an index >= len gives 0 and is recorded in `err`.
 @compute @workgroup_size(WG)
@@ -48,17 +65,26 @@ fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     if (k < p.len) {
         v = x[strided_offset(p.x, i) + k * p.x_step];
     } else {
-        loop {
-            let r = atomicCompareExchangeWeak(&err[0], 0u, p.code);
-            if (r.exchanged) {
-                atomicStore(&err[1], k);
-                atomicStore(&err[2], p.len);
-                break;
-            }
-            if (r.old_value != 0u) {
-                break;
-            }
-        }
+        record_bad_index(k);
+    }
+    out[i] = v;
+}
+
+// `gather` from an F16 input (`x_w`), f32 out: only the rows picked are converted.
+@compute @workgroup_size(WG)
+fn gather_h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + lid;
+    if (i >= p.n) {
+        return;
+    }
+    let k = indices[strided_offset(p.idx, i)];
+    var v = 0.0;
+    if (k < p.len) {
+        let o = strided_offset(p.x, i) + k * p.x_step;
+        v = load_f16(x_w[o >> 1u], o);
+    } else {
+        record_bad_index(k);
     }
     out[i] = v;
 }

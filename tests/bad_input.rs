@@ -422,3 +422,45 @@ fn data_helpers_reject_bad_arguments() {
     assert!(corpus.random_windows(2, usize::MAX, &mut rng).is_err());
     assert!(corpus.random_windows(usize::MAX, 2, &mut rng).is_err());
 }
+
+#[test]
+fn f16_tables_report_indices_out_of_range() {
+    let _g = lock();
+    for dev in devices() {
+        let table = Tensor::ones([6, 4], &dev)
+            .unwrap()
+            .to_dtype(wgml::DType::F16)
+            .unwrap();
+        let bad = Tensor::from_indices(&[1, 6], [2], &dev).unwrap();
+        let e = err_of("f16 embedding", table.embedding(&bad));
+        assert!(
+            matches!(
+                e,
+                Error::IndexOutOfRange {
+                    op: "embedding",
+                    index: 6,
+                    size: 6,
+                    ..
+                }
+            ),
+            "{}: {e}",
+            dev.name()
+        );
+        let idx = Tensor::from_indices(&[0, 9, 1, 2], [2, 2], &dev).unwrap();
+        let e = err_of("f16 gather", table.narrow(1, 0, 2).unwrap().gather(0, &idx));
+        assert!(
+            matches!(
+                e,
+                Error::IndexOutOfRange {
+                    op: "gather",
+                    index: 9,
+                    ..
+                }
+            ),
+            "{}: {e}",
+            dev.name()
+        );
+        // The device reports each error once: later work is unaffected.
+        assert_eq!(table.sum_all().unwrap().item().unwrap(), 24.0);
+    }
+}

@@ -952,3 +952,53 @@ fn a_small_cnn_trains_under_autocast_with_loss_scaling() {
         );
     }
 }
+
+#[test]
+fn f16_tables_gather_only_the_rows_named_and_get_f16_gradients() {
+    let table32 = r16(&data(6 * 4, 41));
+    let idx = [5u32, 0, 5, 2];
+    let w = data(4 * 4, 42);
+    // Row r of the gradient is the sum of w's rows whose index is r.
+    let mut want = vec![0f32; 6 * 4];
+    for (j, &r) in idx.iter().enumerate() {
+        for c in 0..4 {
+            want[r as usize * 4 + c] += w[j * 4 + c];
+        }
+    }
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu());
+    for dev in devices {
+        let table = Tensor::from_slice(&table32, [6, 4], &dev)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap()
+            .requires_grad();
+        let i = Tensor::from_indices(&idx, [4], &dev).unwrap();
+        let rows = table.embedding(&i).unwrap();
+        assert_eq!(rows.dtype(), DType::F16);
+        let got_rows = rows.to_vec().unwrap();
+        for (j, &r) in idx.iter().enumerate() {
+            assert_eq!(
+                got_rows[j * 4..j * 4 + 4],
+                table32[r as usize * 4..r as usize * 4 + 4]
+            );
+        }
+        let wt = Tensor::from_slice(&w, [4, 4], &dev).unwrap();
+        let g = rows
+            .mul(&wt)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gt = g.get(&table).unwrap();
+        assert_eq!(gt.dtype(), DType::F16);
+        assert_close(
+            &gt.to_vec().unwrap(),
+            &r16(&want),
+            0.0,
+            2e-3,
+            &format!("dtable on {}", dev.name()),
+        );
+    }
+}

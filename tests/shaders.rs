@@ -83,9 +83,17 @@ fn compute_entry_points_are_present() {
     let expected: &[(&str, &[&str])] = &[
         (
             "elementwise.wgsl",
-            &["unary", "binary", "where_select", "fill"],
+            &[
+                "unary",
+                "binary",
+                "where_select",
+                "fill",
+                "unary_h",
+                "binary_h",
+            ],
         ),
-        ("index.wgsl", &["gather", "scatter_add"]),
+        ("index.wgsl", &["gather", "gather_h", "scatter_add"]),
+        ("half.wgsl", &["to_f32", "to_f16"]),
         ("matmul_coop.wgsl", &["matmul_coop"]),
     ];
     for (file, entries) in expected {

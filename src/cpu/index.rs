@@ -22,13 +22,13 @@ pub(crate) fn along_dim(l: &Layout, shape: &Shape, dim: usize) -> Layout {
 
 /// `out[m] = src[m with m[dim] = idx[m]]` for every `m` of `li`'s shape, row-major. Returns the
 /// first index `>= src.shape[dim]` as the error.
-pub(crate) fn gather(
-    src: &[f32],
+pub(crate) fn gather<T: Copy>(
+    src: &[T],
     ls: &Layout,
     idx: &[f32],
     li: &Layout,
     dim: usize,
-) -> std::result::Result<Vec<f32>, u32> {
+) -> std::result::Result<Vec<T>, u32> {
     let size = ls.shape.dims()[dim];
     let step = ls.strides[dim];
     let base = along_dim(ls, &li.shape, dim);

@@ -61,6 +61,7 @@ pub(crate) fn gather(
     idx: View<'_>,
     dim: usize,
     out: &GpuBuffer,
+    src_f16: bool,
 ) -> Result<()> {
     let shape = &idx.1.shape;
     let n = shape.numel();
@@ -81,7 +82,7 @@ pub(crate) fn gather(
     let ctx = out.ctx();
     ctx.launch(Launch {
         shader: &INDEX,
-        entry: "gather",
+        entry: if src_f16 { "gather_h" } else { "gather" },
         constants: &[("WG", WG as f64)],
         params: bytemuck::bytes_of(&params),
         buffers: &[

@@ -5,7 +5,7 @@ use crate::gpu::index as gpu;
 use crate::op::Op;
 use crate::shape::{Layout, Shape};
 use crate::tensor::Storage;
-use crate::{cpu, DType, Error, Result, Tensor};
+use crate::{cpu, DType, Device, Error, Result, Tensor};
 
 /// A 1-D index list spread over `shape` along `dim` (stride 0 on every other dim), so
 /// index_select runs through the same kernels as torch.gather.
@@ -73,9 +73,6 @@ impl Tensor {
     }
 
     fn index_select_as(&self, dim: isize, indices: &Tensor, op: &'static str) -> Result<Tensor> {
-        if self.dtype() == DType::F16 {
-            return self.via_f32(|x| x.index_select_as(dim, indices, op));
-        }
         let d = self.shape().dim_index(dim, op)?;
         self.check_same_device(indices, op)?;
         indices.check_dtype(DType::U32, op)?;
@@ -135,9 +132,6 @@ impl Tensor {
     /// [`Tensor::index_select`]).
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         const OP: &str = "gather";
-        if self.dtype() == DType::F16 {
-            return self.via_f32(|x| x.gather(dim, index));
-        }
         let d = self.shape().dim_index(dim, OP)?;
         self.check_same_device(index, OP)?;
         index.check_dtype(DType::U32, OP)?;
@@ -169,23 +163,47 @@ impl Tensor {
         op: &'static str,
     ) -> Result<Storage> {
         let size = self.dims()[dim];
+        let f16 = self.dtype() == DType::F16;
         Ok(match (self.storage(), indices.storage()) {
             (Storage::Cpu(x), Storage::Cpu(i)) => {
                 cpu::alloc::probe(li.shape.numel(), op)?;
-                let out = cpu::index::gather(
-                    &x.read().unwrap(),
-                    self.layout(),
-                    &i.read().unwrap(),
-                    li,
-                    dim,
-                )
-                .map_err(|k| out_of_range(op, k, size, self.dims()))?;
+                let x = x.read().unwrap();
+                let i = i.read().unwrap();
+                let out = if f16 {
+                    // The picked halves themselves: only the rows named are touched.
+                    let picked =
+                        cpu::index::gather(cpu::half::halves(&x), self.layout(), &i, li, dim)
+                            .map_err(|k| out_of_range(op, k, size, self.dims()))?;
+                    cpu::half::pack(&picked)?
+                } else {
+                    cpu::index::gather(&x, self.layout(), &i, li, dim)
+                        .map_err(|k| out_of_range(op, k, size, self.dims()))?
+                };
                 Storage::cpu(out)
             }
             (Storage::Gpu(x), Storage::Gpu(i)) => {
                 let out = alloc_like(self.device(), &li.shape, op)?;
-                gpu::gather(op, kind(op), (x, self.layout()), (i, li), dim, &out)?;
-                Storage::Gpu(out)
+                gpu::gather(op, kind(op), (x, self.layout()), (i, li), dim, &out, f16)?;
+                if !f16 {
+                    return Ok(Storage::Gpu(out));
+                }
+                // f32 rows out of the F16 kernel, rounded back (exactly: they were F16).
+                let Device::Gpu(ctx) = self.device() else {
+                    unreachable!("GPU storage")
+                };
+                let packed = crate::gpu::buffer::alloc(
+                    ctx,
+                    cpu::half::words(li.shape.numel()),
+                    op,
+                    li.shape.dims(),
+                )?;
+                crate::gpu::half::cast(
+                    (&out, &Layout::contiguous(li.shape.clone())),
+                    false,
+                    &packed,
+                    false,
+                )?;
+                Storage::Gpu(packed)
             }
             _ => unreachable!("devices checked"),
         })
@@ -260,6 +278,8 @@ fn scatter_add(
     op: &'static str,
 ) -> Result<Tensor> {
     grad.check_same_device(indices, op)?;
+    // An F16 gradient (of an F16 table) is summed in f32; backward casts the result back.
+    let grad = &grad.as_f32()?;
     grad.check_dtype(DType::F32, op)?;
     indices.check_dtype(DType::U32, op)?;
     let storage = match (grad.storage(), indices.storage()) {
