@@ -16,18 +16,19 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
+// im2col_h's views of the same bindings: packed F16 words (see half.wgsl).
+@group(0) @binding(1) var<storage, read_write> out_w: array<u32>;
+@group(0) @binding(2) var<storage, read> src_w: array<u32>;
 
-@compute @workgroup_size(WG)
-fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
-    let i = linear_workgroup(wg, nwg) * WG + lid;
+// Elements of the column matrix.
+fn cols_len() -> u32 {
+    return p.groups * (p.c / p.groups) * p.kh * p.kw * p.n * p.oh * p.ow;
+}
+
+// The input element column-matrix element i copies, or 0xffffffff where it is padding.
+fn im2col_source(i: u32) -> u32 {
     let plane = p.oh * p.ow;
     let l = p.n * plane;
-    let cg = p.c / p.groups;
-    let rows = p.groups * cg * p.kh * p.kw;
-    if (i >= rows * l) {
-        return;
-    }
     let row = i / l;
     let col = i % l;
     let kx = row % p.kw;
@@ -38,11 +39,52 @@ fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let ox = col % p.ow;
     let iy = i32(oy * p.sh + ky * p.dh) - i32(p.ph);
     let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pw);
-    var v = 0.0;
     if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-        v = src[((n * p.c + ch) * p.h + u32(iy)) * p.w + u32(ix)];
+        return ((n * p.c + ch) * p.h + u32(iy)) * p.w + u32(ix);
+    }
+    return 0xffffffffu;
+}
+
+@compute @workgroup_size(WG)
+fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = linear_workgroup(wg, nwg) * WG + lid;
+    if (i >= cols_len()) {
+        return;
+    }
+    let s = im2col_source(i);
+    var v = 0.0;
+    if (s != 0xffffffffu) {
+        v = src[s];
     }
     out[i] = v;
+}
+
+// The F16 half (bits) of column element i.
+fn im2col_half(i: u32) -> u32 {
+    let s = im2col_source(i);
+    if (s == 0xffffffffu) {
+        return 0u;
+    }
+    return (src_w[s >> 1u] >> ((s & 1u) * 16u)) & 0xffffu;
+}
+
+// im2col of F16 storage into packed F16 columns: a word (two elements) per invocation, the
+// halves copied bit for bit.
+@compute @workgroup_size(WG)
+fn im2col_h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let w = linear_workgroup(wg, nwg) * WG + lid;
+    let i = 2u * w;
+    let len = cols_len();
+    if (i >= len) {
+        return;
+    }
+    var word = im2col_half(i);
+    if (i + 1u < len) {
+        word |= im2col_half(i + 1u) << 16u;
+    }
+    out_w[w] = word;
 }
 
 @compute @workgroup_size(WG)

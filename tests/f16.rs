@@ -480,6 +480,18 @@ fn f16_conv_pool_index_and_attention_match_cpu() {
         assert_eq!(y.dtype(), DType::F16);
         Ok(y)
     });
+    // Columns are copies of input halves: bit-exact, with padding, dilation and groups.
+    f16_gpu_matches_cpu("im2col", 0.0, 0.0, |d| {
+        let cfg = Conv2dConfig {
+            stride: [2, 1],
+            padding: [1, 2],
+            dilation: [1, 2],
+            groups: 3,
+        };
+        let cols = f16_tensor(&[2, 3, 7, 5], 14, d).im2col([3, 2], cfg)?;
+        assert_eq!(cols.dtype(), DType::F16);
+        Ok(cols)
+    });
     f16_gpu_matches_cpu("max_pool2d", 0.0, 0.0, |d| {
         f16_tensor(&[2, 3, 7, 9], 4, d).max_pool2d(Pool2d::new(2))
     });

@@ -7,7 +7,7 @@ use crate::gpu::conv as gpu;
 use crate::op::Op;
 use crate::shape::{Conv2dConfig, ConvGeom, Shape};
 use crate::tensor::Storage;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 impl Tensor {
     /// 2-D convolution (cross-correlation, as PyTorch's `conv2d`) of NCHW input with OIHW
@@ -104,12 +104,23 @@ impl Tensor {
 
     fn im2col_geom(&self, g: ConvGeom) -> Result<Tensor> {
         const OP: &str = "im2col";
-        if self.dtype() == DType::F16 {
+        let f16 = self.dtype() == DType::F16;
+        if f16 && !self.device().is_gpu() {
             return self.via_f32(|x| x.im2col_geom(g));
         }
         let x = self.dense()?;
         let shape = Shape::new(vec![g.cfg.groups, g.rows(), g.cols()]);
         let storage = match x.storage() {
+            Storage::Gpu(v) if f16 => {
+                // F16 columns straight from F16 input: the halves are copied, not converted.
+                let Device::Gpu(ctx) = self.device() else {
+                    unreachable!("GPU storage")
+                };
+                let words = crate::cpu::half::words(shape.numel());
+                let out = crate::gpu::buffer::alloc(ctx, words, OP, shape.dims())?;
+                gpu::run("im2col_h", &g, words, &out, v)?;
+                Storage::Gpu(out)
+            }
             Storage::Cpu(v) => {
                 crate::cpu::alloc::reserve(shape.numel(), OP)?;
                 Storage::cpu(cpu::im2col(&v.read().unwrap(), &g))
@@ -123,7 +134,7 @@ impl Tensor {
         Ok(Tensor::from_storage(
             storage,
             shape,
-            DType::F32,
+            self.dtype(),
             self.device(),
             Some(Op::Im2col(self.clone(), g)),
         ))
@@ -133,7 +144,8 @@ impl Tensor {
 /// The adjoint of im2col: column-matrix gradient `[G, R, L]` back to the input's shape.
 pub(crate) fn col2im(dcols: &Tensor, g: &ConvGeom) -> Result<Tensor> {
     const OP: &str = "col2im";
-    let d = dcols.dense()?;
+    // F16 column gradients are summed in f32 (backward casts the result to the input's dtype).
+    let d = dcols.as_f32()?.dense()?;
     let shape = Shape::new(vec![g.n, g.c, g.h, g.w]);
     let storage = match d.storage() {
         Storage::Cpu(v) => Storage::cpu(cpu::col2im(&v.read().unwrap(), g)),
