@@ -24,6 +24,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read_write> arg: array<u32>;
+// max_forward_h's views of bindings 1 and 2: packed F16 words (see half.wgsl).
+@group(0) @binding(1) var<storage, read_write> out_w: array<u32>;
+@group(0) @binding(2) var<storage, read> src_w: array<u32>;
 
 fn index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return linear_workgroup(wg, nwg) * WG + lid;
@@ -68,6 +71,52 @@ fn max_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     }
     out[i] = best;
     arg[i] = best_at;
+}
+
+// The maximum of output element i's window over F16 input: (its f16 bits, its arg-max).
+fn max_window_h(i: u32) -> vec2<u32> {
+    let plane = i / (p.oh * p.ow);
+    let win = window((i / p.ow) % p.oh, i % p.ow);
+    let base = plane * p.h * p.w;
+    var best = bitcast<f32>(0xff800000u); // -inf
+    var best_bits = 0xfc00u;              // -inf in f16
+    var best_at = u32(win.r0) * p.w + u32(win.c0);
+    for (var y = win.r0; y < win.r1; y++) {
+        for (var x = win.c0; x < win.c1; x++) {
+            let at = u32(y) * p.w + u32(x);
+            let o = base + at;
+            let bits = (src_w[o >> 1u] >> ((o & 1u) * 16u)) & 0xffffu;
+            let v = f16_to_f32(bits);
+            if (v > best) {
+                best = v;
+                best_bits = bits;
+                best_at = at;
+            }
+        }
+    }
+    return vec2<u32>(best_bits, best_at);
+}
+
+// max_forward over F16 input into packed F16 output: a word (two outputs) per invocation, the
+// maxima copied bit for bit.
+@compute @workgroup_size(WG)
+fn max_forward_h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let w = index(wg, nwg, lid);
+    let i = 2u * w;
+    let n = p.planes * p.oh * p.ow;
+    if (i >= n) {
+        return;
+    }
+    let a = max_window_h(i);
+    arg[i] = a.y;
+    var word = a.x;
+    if (i + 1u < n) {
+        let b = max_window_h(i + 1u);
+        arg[i + 1u] = b.y;
+        word |= b.x << 16u;
+    }
+    out_w[w] = word;
 }
 
 @compute @workgroup_size(WG)

@@ -495,6 +495,22 @@ fn f16_conv_pool_index_and_attention_match_cpu() {
     f16_gpu_matches_cpu("max_pool2d", 0.0, 0.0, |d| {
         f16_tensor(&[2, 3, 7, 9], 4, d).max_pool2d(Pool2d::new(2))
     });
+    f16_gpu_matches_cpu("max_pool2d padded, ceil mode", 0.0, 0.0, |d| {
+        let p = Pool2d {
+            kernel: [3, 2],
+            stride: [2, 2],
+            padding: [1, 1],
+            ceil_mode: true,
+        };
+        let y = f16_tensor(&[2, 3, 7, 9], 15, d).max_pool2d(p)?;
+        assert_eq!(y.dtype(), DType::F16);
+        // The gradient goes to the first maximum, in F16.
+        let x = f16_tensor(&[1, 2, 5, 5], 16, d).requires_grad();
+        let g = x.max_pool2d(p)?.sum_all()?.backward()?;
+        let gx = g.get(&x).unwrap();
+        assert_eq!(gx.dtype(), DType::F16);
+        Tensor::cat(&[&y.reshape([y.numel()])?, &gx.reshape([gx.numel()])?], 0)
+    });
     f16_gpu_matches_cpu("avg_pool2d", 1e-3, 1e-3, |d| {
         f16_tensor(&[2, 3, 7, 9], 5, d).avg_pool2d(Pool2d::new(3))
     });

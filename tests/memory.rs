@@ -128,5 +128,32 @@ fn an_f16_graph_holds_half_the_bytes_of_an_f32_one() -> Result<()> {
         f16_bytes > 0 && f16_bytes * 10 <= f32_bytes * 6,
         "F16 {f16_bytes} B vs F32 {f32_bytes} B"
     );
+    // A conv block (im2col, matmul, bias, relu, max-pool) keeps F16 columns and activations.
+    let conv_bytes = |dtype: wgml::DType| -> Result<u64> {
+        let leaf = |t: Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?.requires_grad()) };
+        let x = leaf(Tensor::from_vec(
+            data(8 * 4 * 26 * 26, 4),
+            [8, 4, 26, 26],
+            &g,
+        )?)?;
+        let w = leaf(Tensor::from_vec(data(16 * 4 * 9, 5), [16, 4, 3, 3], &g)?)?;
+        let b = leaf(Tensor::zeros([16], &g)?)?;
+        g.synchronize()?;
+        let before = g.live_bytes();
+        let y = x
+            .conv2d(&w, Some(&b), wgml::Conv2dConfig::default())?
+            .relu()?
+            .max_pool2d(wgml::Pool2d::new(2))?;
+        g.synchronize()?;
+        let held = g.live_bytes() - before;
+        drop(y);
+        Ok(held)
+    };
+    let (f32_bytes, f16_bytes) = (conv_bytes(wgml::DType::F32)?, conv_bytes(wgml::DType::F16)?);
+    println!("a conv block's graph holds {f32_bytes} B in F32, {f16_bytes} B in F16");
+    assert!(
+        f16_bytes > 0 && f16_bytes * 10 <= f32_bytes * 6,
+        "F16 {f16_bytes} B vs F32 {f32_bytes} B"
+    );
     Ok(())
 }

@@ -95,6 +95,10 @@ fn compute_entry_points_are_present() {
         ("index.wgsl", &["gather", "gather_h", "scatter_add"]),
         ("half.wgsl", &["to_f32", "to_f16"]),
         ("conv.wgsl", &["im2col", "im2col_h", "col2im"]),
+        (
+            "pool.wgsl",
+            &["max_forward", "max_forward_h", "max_backward"],
+        ),
         ("matmul_coop.wgsl", &["matmul_coop"]),
     ];
     for (file, entries) in expected {

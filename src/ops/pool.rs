@@ -4,13 +4,15 @@ use super::alloc_like;
 use crate::cpu::pool as cpu;
 use crate::gpu::pool as gpu;
 use crate::op::Op;
-use crate::shape::{Pool2d, Shape};
+use crate::shape::{Layout, Pool2d, Shape};
 use crate::tensor::Storage;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// (planes, [h, w], [oh, ow]) of a pooling op, after checking the input.
 fn geometry(x: &Tensor, p: &Pool2d, op: &'static str) -> Result<(usize, [usize; 2], [usize; 2])> {
-    x.check_dtype(DType::F32, op)?;
+    if x.dtype() == DType::U32 {
+        x.check_dtype(DType::F32, op)?;
+    }
     let ohw = p.output_hw(op, x.dims())?;
     let d = x.dims();
     Ok((d[0] * d[1], [d[2], d[3]], ohw))
@@ -20,17 +22,44 @@ impl Tensor {
     /// Max pooling of an NCHW tensor; gradients go to the first maximum of each window.
     pub fn max_pool2d(&self, p: Pool2d) -> Result<Tensor> {
         const OP: &str = "max_pool2d";
-        if self.dtype() == DType::F16 {
-            return self.via_f32(|x| x.max_pool2d(p));
-        }
         let (planes, hw, ohw) = geometry(self, &p, OP)?;
         let x = self.dense()?;
         let d = x.dims();
         let shape = Shape::new(vec![d[0], d[1], ohw[0], ohw[1]]);
+        // F16 maxima are F16 values: picked exactly, never rounded. The graph records the F16
+        // input (no f32 copy is kept for backward).
+        let f16 = self.dtype() == DType::F16;
         let (out, arg) = match x.storage() {
             Storage::Cpu(v) => {
-                let (o, a) = cpu::max_forward(&v.read().unwrap(), planes, hw, ohw, &p);
+                let v = v.read().unwrap();
+                let (o, a) = if f16 {
+                    let wide = crate::cpu::half::to_f32(&v, x.layout())?;
+                    let (o, a) = cpu::max_forward(&wide, planes, hw, ohw, &p);
+                    let o =
+                        crate::cpu::half::to_f16(&o, &Layout::contiguous(shape.clone()), false)?;
+                    (o, a)
+                } else {
+                    cpu::max_forward(&v, planes, hw, ohw, &p)
+                };
                 (Storage::cpu(o), Storage::cpu(a))
+            }
+            Storage::Gpu(v) if f16 => {
+                let Device::Gpu(ctx) = self.device() else {
+                    unreachable!("GPU storage")
+                };
+                let words = crate::cpu::half::words(shape.numel());
+                let out = crate::gpu::buffer::alloc(ctx, words, OP, shape.dims())?;
+                let arg = alloc_like(self.device(), &shape, OP)?;
+                gpu::run(
+                    "max_forward_h",
+                    words,
+                    planes,
+                    hw,
+                    ohw,
+                    &p,
+                    &[&out, v, &arg],
+                )?;
+                (Storage::Gpu(out), Storage::Gpu(arg))
             }
             Storage::Gpu(v) => {
                 let out = alloc_like(self.device(), &shape, OP)?;
@@ -51,7 +80,7 @@ impl Tensor {
         Ok(Tensor::from_storage(
             out,
             shape,
-            DType::F32,
+            self.dtype(),
             self.device(),
             Some(Op::MaxPool2d(self.clone(), arg, p)),
         ))
@@ -105,7 +134,8 @@ pub(crate) fn pool2d_backward(
 ) -> Result<Tensor> {
     const OP: &str = "pool2d backward";
     let (planes, hw, ohw) = geometry(x, p, OP)?;
-    let dy = dy.dense()?;
+    // F16 output gradients are summed in f32 (backward casts the result to x's dtype).
+    let dy = dy.as_f32()?.dense()?;
     if dy.dims() != [x.dims()[0], x.dims()[1], ohw[0], ohw[1]] {
         return Err(Error::ShapeMismatch {
             op: OP,
