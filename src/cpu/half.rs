@@ -48,7 +48,12 @@ pub(crate) fn to_f32(src: &[f32], l: &Layout) -> Result<Vec<f32>> {
 /// packed F16 words.
 pub(crate) fn to_f16(src: &[f32], l: &Layout, src_f16: bool) -> Result<Vec<f32>> {
     let n = l.shape.numel();
-    let mut out = alloc::try_zeroed(words(n), "to_dtype")?;
+    // A pooled buffer (fresh pages cost more than the cast); every half is written below but
+    // an odd count's padding half, so the last word is cleared first.
+    let mut out = alloc::try_take(words(n), "to_dtype")?;
+    if let Some(last) = out.last_mut() {
+        *last = 0.0;
+    }
     let dst = &mut halves_mut(&mut out)[..n];
     match (src_f16, l.is_contiguous()) {
         (false, true) => dst
