@@ -37,6 +37,17 @@ struct Params {
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> err_oh: array<atomic<u32>, 4>;
 
+// The input offset output element i of `gather` reads, or 0xffffffff (after recording the
+// index in `err`) when its index is out of range.
+fn gather_source(i: u32) -> u32 {
+    let k = indices[strided_offset(p.idx, i)];
+    if (k < p.len) {
+        return strided_offset(p.x, i) + k * p.x_step;
+    }
+    record_bad_index(k);
+    return 0xffffffffu;
+}
+
 // Records index `k` in `err` unless an earlier bad index is there.
 fn record_bad_index(k: u32) {
     loop {
@@ -60,12 +71,10 @@ fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     if (i >= p.n) {
         return;
     }
-    let k = indices[strided_offset(p.idx, i)];
+    let o = gather_source(i);
     var v = 0.0;
-    if (k < p.len) {
-        v = x[strided_offset(p.x, i) + k * p.x_step];
-    } else {
-        record_bad_index(k);
+    if (o != 0xffffffffu) {
+        v = x[o];
     }
     out[i] = v;
 }
@@ -78,13 +87,10 @@ fn gather_h(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (i >= p.n) {
         return;
     }
-    let k = indices[strided_offset(p.idx, i)];
+    let o = gather_source(i);
     var v = 0.0;
-    if (k < p.len) {
-        let o = strided_offset(p.x, i) + k * p.x_step;
+    if (o != 0xffffffffu) {
         v = load_f16(x_w[o >> 1u], o);
-    } else {
-        record_bad_index(k);
     }
     out[i] = v;
 }

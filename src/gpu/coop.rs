@@ -12,7 +12,7 @@
 use super::buffer::GpuBuffer;
 use super::context::GpuContext;
 use super::kernel::{Launch, MATMUL_COOP};
-use super::matmul::{matrix_major, merged_batch, Params, MAX_BATCH_DIMS};
+use super::matmul::prepare;
 use crate::cpu::matmul::Mkn;
 use crate::shape::Layout;
 use crate::{Error, Result};
@@ -71,8 +71,9 @@ pub(crate) fn use_coop(cfg: Option<CoopConfig>, m: usize, n: usize, k: usize) ->
 
 /// `out[b] = a[b] @ b[b]` for every batch on cooperative matrices. `a` is F16 `[..B, M, K]`,
 /// `b` is F16 `[..B, K, N]` (batch dims already broadcast, stride 0 where broadcast), each
-/// matrix row- or column-major (see [`matrix_major`]) with at most [`MAX_BATCH_DIMS`] batch
-/// dims after merging (see `matmul::batch_fits`); offsets and strides count F16 elements (the
+/// matrix row- or column-major (see `matmul::matrix_major`) with at most
+/// `matmul::MAX_BATCH_DIMS` batch dims after merging (see `matmul::batch_fits`); the checks
+/// and parameters are `matmul::prepare`'s. Offsets and strides count F16 elements (the
 /// o-th 16-bit half of the buffer). `out` is contiguous **f32** `[..B, M, N]`. `cfg` comes
 /// from [`coop_config`] for this device.
 ///
@@ -90,48 +91,23 @@ pub(crate) fn matmul_coop(
     cfg: CoopConfig,
 ) -> Result<()> {
     const OP: &str = "matmul_coop";
-    let (la, lb) = (a.1, b.1);
-    let nb = la.shape.rank() - 2;
-    let batch: usize = la.shape.dims()[..nb].iter().product();
-    if batch * s.m * s.n == 0 {
-        return Ok(());
-    }
-    let precondition =
-        |what: &str| Error::invalid(OP, format!("wgml bug: {what} (layouts {la:?} and {lb:?})"));
+    let precondition = |what: &str| {
+        Error::invalid(
+            OP,
+            format!("wgml bug: {what} (layouts {:?} and {:?})", a.1, b.1),
+        )
+    };
     if cfg.frag != FRAG {
         return Err(precondition("configuration not made by coop_config"));
     }
-    let (trans_a, lda) = matrix_major(la).ok_or_else(|| precondition("lhs not row/col-major"))?;
-    let (trans_b, ldb) = matrix_major(lb).ok_or_else(|| precondition("rhs not row/col-major"))?;
-    let (dims, strides) = merged_batch(la, lb, s.m * s.n);
-    if dims.len() > MAX_BATCH_DIMS {
-        return Err(precondition("too many batch dims"));
-    }
+    let Some(prep) = prepare(OP, a.1, b.1, s, (BLOCK, BLOCK))? else {
+        return Ok(());
+    };
+    let (trans_a, trans_b, p) = (prep.trans_a, prep.trans_b, prep.params);
     let ctx = out.ctx();
     let wg = ctx.info.subgroup_max_size.max(1);
     if wg > ctx.limits.max_compute_invocations_per_workgroup {
         return Err(precondition("subgroup larger than a workgroup may be"));
-    }
-    let (tiles_m, tiles_n) = (s.m.div_ceil(BLOCK), s.n.div_ceil(BLOCK));
-    let mut p = Params {
-        m: s.m as u32,
-        n: s.n as u32,
-        k: s.k as u32,
-        batch: batch as u32,
-        lda: lda as u32,
-        ldb: ldb as u32,
-        a_off: la.offset as u32,
-        b_off: lb.offset as u32,
-        tiles_m: tiles_m as u32,
-        tiles_n: tiles_n as u32,
-        bdims: [1; 4],
-        ..Default::default()
-    };
-    let pad = MAX_BATCH_DIMS - dims.len();
-    for (i, &d) in dims.iter().enumerate() {
-        p.bdims[pad + i] = d as u32;
-        p.a_bstrides[pad + i] = strides[0][i] as u32;
-        p.b_bstrides[pad + i] = strides[1][i] as u32;
     }
     ctx.launch(Launch {
         shader: &MATMUL_COOP,
@@ -143,7 +119,7 @@ pub(crate) fn matmul_coop(
         ],
         params: bytemuck::bytes_of(&p),
         buffers: &[out.raw(), a.0.raw(), b.0.raw()],
-        grid: ctx.grid_1d(tiles_m * tiles_n * batch, OP)?,
+        grid: ctx.grid_1d(prep.workgroups, OP)?,
     })
 }
 

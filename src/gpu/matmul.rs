@@ -258,23 +258,65 @@ pub(crate) fn matmul(
     io: Io,
 ) -> Result<()> {
     const OP: &str = "matmul";
-    let (la, lb) = (a.1, b.1);
-    let nb = la.shape.rank() - 2;
-    let batch: usize = la.shape.dims()[..nb].iter().product();
-    if batch * s.m * s.n == 0 {
+    let c = CONFIGS[config.unwrap_or_else(|| pick(s, batch_of(a.1)))];
+    let Some(prep) = prepare(OP, a.1, b.1, s, (c.bm(), c.bn()))? else {
         return Ok(());
+    };
+    let (trans_a, trans_b, p) = (prep.trans_a, prep.trans_b, prep.params);
+    let ctx = out.ctx();
+    ctx.launch(Launch {
+        shader: io.shader(),
+        entry: "matmul",
+        constants: &[
+            ("WG_X", c.wg_x as f64),
+            ("WG_Y", c.wg_y as f64),
+            ("TK", c.tk as f64),
+            ("TRANS_A", trans_a as u32 as f64),
+            ("TRANS_B", trans_b as u32 as f64),
+        ],
+        params: bytemuck::bytes_of(&p),
+        buffers: &[out.raw(), a.0.raw(), b.0.raw()],
+        grid: ctx.grid_1d(prep.workgroups, OP)?,
+    })
+}
+
+/// Batches of a `[..B, M, K]` operand.
+fn batch_of(l: &Layout) -> usize {
+    l.shape.dims()[..l.shape.rank() - 2].iter().product()
+}
+
+/// What every batched matmul kernel needs (`matmul.wgsl`, `matmul_coop.wgsl`): each operand's
+/// major, the `Params` uniform, and the workgroup count for `block` = (rows, cols) of output
+/// per workgroup.
+pub(crate) struct Prepared {
+    pub(crate) trans_a: bool,
+    pub(crate) trans_b: bool,
+    pub(crate) params: Params,
+    pub(crate) workgroups: usize,
+}
+
+/// [`Prepared`] for `la @ lb` (layouts as [`matmul`] takes them); `None` for an empty product.
+/// Operands that break the launchers' preconditions are a wgml bug, reported as such.
+pub(crate) fn prepare(
+    op: &'static str,
+    la: &Layout,
+    lb: &Layout,
+    s: Mkn,
+    block: (usize, usize),
+) -> Result<Option<Prepared>> {
+    let batch = batch_of(la);
+    if batch * s.m * s.n == 0 {
+        return Ok(None);
     }
     let precondition =
-        |what: &str| Error::invalid(OP, format!("wgml bug: {what} (layouts {la:?} and {lb:?})"));
+        |what: &str| Error::invalid(op, format!("wgml bug: {what} (layouts {la:?} and {lb:?})"));
     let (trans_a, lda) = matrix_major(la).ok_or_else(|| precondition("lhs not row/col-major"))?;
     let (trans_b, ldb) = matrix_major(lb).ok_or_else(|| precondition("rhs not row/col-major"))?;
     let (dims, strides) = merged_batch(la, lb, s.m * s.n);
     if dims.len() > MAX_BATCH_DIMS {
         return Err(precondition("too many batch dims"));
     }
-    let ci = config.unwrap_or_else(|| pick(s, batch));
-    let c = CONFIGS[ci];
-    let (tiles_m, tiles_n) = (s.m.div_ceil(c.bm()), s.n.div_ceil(c.bn()));
+    let (tiles_m, tiles_n) = (s.m.div_ceil(block.0), s.n.div_ceil(block.1));
     let mut p = Params {
         m: s.m as u32,
         n: s.n as u32,
@@ -295,21 +337,12 @@ pub(crate) fn matmul(
         p.a_bstrides[pad + i] = strides[0][i] as u32;
         p.b_bstrides[pad + i] = strides[1][i] as u32;
     }
-    let ctx = out.ctx();
-    ctx.launch(Launch {
-        shader: io.shader(),
-        entry: "matmul",
-        constants: &[
-            ("WG_X", c.wg_x as f64),
-            ("WG_Y", c.wg_y as f64),
-            ("TK", c.tk as f64),
-            ("TRANS_A", trans_a as u32 as f64),
-            ("TRANS_B", trans_b as u32 as f64),
-        ],
-        params: bytemuck::bytes_of(&p),
-        buffers: &[out.raw(), a.0.raw(), b.0.raw()],
-        grid: ctx.grid_1d(tiles_m * tiles_n * batch, OP)?,
-    })
+    Ok(Some(Prepared {
+        trans_a,
+        trans_b,
+        params: p,
+        workgroups: tiles_m * tiles_n * batch,
+    }))
 }
 
 #[cfg(test)]
