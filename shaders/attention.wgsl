@@ -79,7 +79,6 @@ fn hdv() -> u32 { return p.dims2.y; }
 fn causal() -> bool { return (p.dims2.z & 1u) != 0u; }
 fn has_mask() -> bool { return (p.dims2.z & 2u) != 0u; }
 
-fn neg_inf() -> f32 { return bitcast<f32>(NEG_INF_BITS); }
 fn is_neg_inf(x: f32) -> bool { return bitcast<u32>(x) == NEG_INF_BITS; }
 fn is_pos_inf(x: f32) -> bool { return bitcast<u32>(x) == POS_INF_BITS; }
 
@@ -139,7 +138,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
             qr[x] = q[base + x * p.qs.w];
         }
     }
-    var m = neg_inf(); // running max of the scores seen
+    var m = f32_neg_inf(); // running max of the scores seen
     var l = 0.0;       // running Σ exp(s − m)
     let nk = keys_visible(wg.x * BQ + BQ);
     for (var j0 = 0u; j0 < nk; j0 += BK) {
@@ -147,7 +146,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
         load_kv(b, hk, j0, n, lid);
         workgroupBarrier();
         if (live) {
-            var mt = neg_inf();
+            var mt = f32_neg_inf();
             for (var jj = 0u; jj < n; jj++) {
                 let j = j0 + jj;
                 var dot = 0.0;
@@ -156,7 +155,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
                 }
                 var sc = dot * p.scale + mask_at(b, h, i, j);
                 if (causal() && j > i) {
-                    sc = neg_inf();
+                    sc = f32_neg_inf();
                 }
                 s[jj] = sc;
                 if (!is_neg_inf(sc)) {
@@ -195,7 +194,7 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>,
             inv = 1.0 / l;
             lse_out[row] = m + log(l);
         } else {
-            lse_out[row] = bitcast<f32>(POS_INF_BITS);
+            lse_out[row] = f32_inf();
         }
         for (var e = 0u; e < dv; e++) {
             o_out[row * dv + e] = o[e] * inv;

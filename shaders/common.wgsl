@@ -27,6 +27,14 @@ fn strided_offset(l: Strided, i: u32) -> u32 {
     return off;
 }
 
+// ±inf and NaN, built at run time. WGSL makes a constant expression that evaluates to inf or
+// NaN a shader-creation error (Tint, in Chrome and Dawn, rejects `bitcast<f32>(0x7f800000u)`),
+// and a user function's result is never a constant expression; the bits are the same.
+fn f32_from_bits(b: u32) -> f32 { return bitcast<f32>(b); }
+fn f32_inf() -> f32 { return f32_from_bits(0x7f800000u); }
+fn f32_neg_inf() -> f32 { return f32_from_bits(0xff800000u); }
+fn f32_nan() -> f32 { return f32_from_bits(0x7fc00000u); }
+
 // Linear workgroup id of a grid folded into 2-D to stay under 65,535 per dimension.
 fn linear_workgroup(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wg.y * nwg.x + wg.x;

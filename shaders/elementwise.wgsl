@@ -96,13 +96,13 @@ fn pow_signed(x: f32, e: f32) -> f32 {
         return 1.0;
     }
     if (x == 0.0) {
-        return select(0.0, bitcast<f32>(0x7f800000u), e < 0.0); // 0 or +inf
+        return select(0.0, f32_inf(), e < 0.0); // 0 or +inf
     }
     if (x > 0.0) {
         return pow(x, e);
     }
     if (fract(e) != 0.0) {
-        return bitcast<f32>(0x7fc00000u); // NaN
+        return f32_nan();
     }
     let m = pow(-x, e);
     return select(m, -m, fract(e * 0.5) != 0.0);

@@ -57,7 +57,7 @@ fn max_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let ox = i % p.ow;
     let win = window(oy, ox);
     let base = plane * p.h * p.w;
-    var best = bitcast<f32>(0xff800000u); // -inf
+    var best = f32_neg_inf();
     var best_at = u32(win.r0) * p.w + u32(win.c0);
     for (var y = win.r0; y < win.r1; y++) {
         for (var x = win.c0; x < win.c1; x++) {
@@ -78,7 +78,7 @@ fn max_window_h(i: u32) -> vec2<u32> {
     let plane = i / (p.oh * p.ow);
     let win = window((i / p.ow) % p.oh, i % p.ow);
     let base = plane * p.h * p.w;
-    var best = bitcast<f32>(0xff800000u); // -inf
+    var best = f32_neg_inf();
     var best_bits = 0xfc00u;              // -inf in f16
     var best_at = u32(win.r0) * p.w + u32(win.c0);
     for (var y = win.r0; y < win.r1; y++) {

@@ -64,8 +64,8 @@ struct Acc {
 fn identity() -> Acc {
     switch OP {
         case 0u: { return Acc(0.0, NONE); }
-        case 2u: { return Acc(bitcast<f32>(0x7f800000u), NONE); } // +inf
-        default: { return Acc(bitcast<f32>(0xff800000u), NONE); } // -inf
+        case 2u: { return Acc(f32_inf(), NONE); }
+        default: { return Acc(f32_neg_inf(), NONE); }
     }
 }
 

@@ -52,7 +52,7 @@ fn workgroup_sum(v: f32, lid: u32) -> f32 {
 
 // (max, sum of exp(x - max)) of the row starting at x[base].
 fn row_stats(base: u32, lid: u32) -> vec2<f32> {
-    var m = bitcast<f32>(0xff800000u); // -inf
+    var m = f32_neg_inf();
     for (var k = lid; k < p.n; k += WG) {
         m = max(m, x[base + k]);
     }
