@@ -6,14 +6,9 @@ use safetensors::tensor::{Dtype as StDtype, TensorView};
 use std::io::Write;
 use std::path::Path;
 
-/// Saves `tensors` (e.g. `model.parameters()` plus `optimizer.state()`) to `path`. A crash
-/// mid-save leaves any previous file at `path` intact.
-pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
-    let path = path.as_ref();
-    let io = |what: &str, source| Error::Io {
-        what: format!("{what} {}", path.display()),
-        source,
-    };
+/// `tensors` in the safetensors format, as [`save`] writes them (waits for the device; use it
+/// where there is no file system, e.g. to offer a download in a browser).
+pub fn to_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     let mut data = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let (dtype, bytes) = match t.dtype() {
@@ -37,8 +32,19 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> 
                 .map_err(|e| Error::invalid("checkpoint::save", format!("{n}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::tensor::serialize(views, None)
-        .map_err(|e| Error::invalid("checkpoint::save", e.to_string()))?;
+    safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::invalid("checkpoint::save", e.to_string()))
+}
+
+/// Saves `tensors` (e.g. `model.parameters()` plus `optimizer.state()`) to `path`. A crash
+/// mid-save leaves any previous file at `path` intact.
+pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
+    let path = path.as_ref();
+    let io = |what: &str, source| Error::Io {
+        what: format!("{what} {}", path.display()),
+        source,
+    };
+    let bytes = to_bytes(tensors)?;
 
     let dir = path
         .parent()
@@ -48,7 +54,13 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> 
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    // A browser has no process ids (asking panics) and no files (the create fails cleanly).
+    let pid = if cfg!(target_arch = "wasm32") {
+        0
+    } else {
+        std::process::id()
+    };
+    let tmp = dir.join(format!(".{file_name}.{pid}.tmp"));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating temp file for", e))?;
         f.write_all(&bytes).map_err(|e| io("writing", e))?;
@@ -69,12 +81,18 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> 
 /// Reads every tensor in a safetensors file onto `device`.
 pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
-    let what = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        what: format!("reading {what}"),
+        what: format!("reading {}", path.display()),
         source,
     })?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+    from_bytes(&bytes, &path.display().to_string(), device)
+}
+
+/// Reads every tensor of safetensors `bytes` (named `what` in errors) onto `device`: the way
+/// to load a checkpoint fetched over the network, e.g. in a browser.
+pub fn from_bytes(bytes: &[u8], what: &str, device: &Device) -> Result<Vec<(String, Tensor)>> {
+    let what = what.to_string();
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Format {
         what: what.clone(),
         msg: format!("not a valid safetensors file: {e}"),
     })?;
@@ -125,19 +143,30 @@ pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Vec<(String, Tens
 pub fn load_into(path: impl AsRef<Path>, targets: &[(String, Tensor)]) -> Result<()> {
     let path = path.as_ref();
     let loaded = load(path, &Device::Cpu)?;
+    assign_all(&loaded, &path.display().to_string(), targets)
+}
+
+/// [`load_into`] from safetensors `bytes` (named `what` in errors).
+pub fn load_into_from_bytes(bytes: &[u8], what: &str, targets: &[(String, Tensor)]) -> Result<()> {
+    let loaded = from_bytes(bytes, what, &Device::Cpu)?;
+    assign_all(&loaded, what, targets)
+}
+
+/// Assigns each target the loaded tensor of its name, after checking every one.
+fn assign_all(loaded: &[(String, Tensor)], what: &str, targets: &[(String, Tensor)]) -> Result<()> {
     let find = |n: &str| loaded.iter().find(|(k, _)| k == n).map(|(_, t)| t);
     // Check everything before writing anything, so a bad file changes nothing.
     for (name, t) in targets {
         match find(name) {
             None => {
                 return Err(Error::Format {
-                    what: path.display().to_string(),
+                    what: what.to_string(),
                     msg: format!("missing tensor {name} (expected shape {:?})", t.dims()),
                 })
             }
             Some(src) if src.dims() != t.dims() || !convertible(src.dtype(), t.dtype()) => {
                 return Err(Error::Format {
-                    what: path.display().to_string(),
+                    what: what.to_string(),
                     msg: format!(
                         "tensor {name} has shape {:?} {:?}, expected {:?} {:?}",
                         src.dims(),

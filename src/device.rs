@@ -30,8 +30,30 @@ impl Device {
     }
 
     /// The `n`-th GPU adapter in the order [`Device::gpu`] uses (see `examples/device_info`).
+    /// Blocks until the device is open; on wasm32, where nothing may block, it returns a device
+    /// [`Device::gpu_index_async`] opened before, else `Err(WouldBlock)`.
     pub fn gpu_index(n: usize) -> Result<Device> {
         Ok(Device::Gpu(context::open(n)?))
+    }
+
+    /// [`Device::gpu`] without blocking: the way to open a GPU in a browser (WebGPU), and
+    /// usable from any async code. Later blocking calls ([`Device::gpu`], `Device::parse("gpu")`)
+    /// return the same device.
+    ///
+    /// ```no_run
+    /// # async fn run() -> wgml::Result<()> {
+    /// let dev = wgml::Device::gpu_async().await?;
+    /// let x = wgml::Tensor::randn([4, 4], 0, &dev)?.softmax()?;
+    /// let v: Vec<f32> = x.to_vec_async().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn gpu_async() -> Result<Device> {
+        Device::gpu_index_async(0).await
+    }
+
+    /// [`Device::gpu_index`] without blocking.
+    pub async fn gpu_index_async(n: usize) -> Result<Device> {
+        Ok(Device::Gpu(context::open_async(n).await?))
     }
 
     /// The best device here: `WGML_DEVICE` if set, else a hardware GPU (discrete before
@@ -112,11 +134,20 @@ impl Device {
         }
     }
 
-    /// Submits all pending work and waits for the device to finish it.
+    /// Submits all pending work and waits for the device to finish it (`Err(WouldBlock)` for a
+    /// GPU on wasm32: use [`Device::synchronize_async`]).
     pub fn synchronize(&self) -> Result<()> {
         match self {
             Device::Cpu => Ok(()),
             Device::Gpu(ctx) => ctx.synchronize(),
+        }
+    }
+
+    /// [`Device::synchronize`] without blocking (the way to wait for a GPU in a browser).
+    pub async fn synchronize_async(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Gpu(ctx) => ctx.synchronize_async().await,
         }
     }
 

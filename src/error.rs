@@ -128,6 +128,14 @@ pub enum Error {
         /// Which tensor, and how many values are not finite.
         detail: String,
     },
+    /// The call would have to wait for the GPU, and this target cannot block (wasm32 in a
+    /// browser): the message names the asynchronous call to use instead.
+    WouldBlock {
+        /// The blocking call that was made.
+        op: &'static str,
+        /// What to call instead.
+        instead: &'static str,
+    },
     /// The GPU device was lost, or raised an error earlier: no op can run on it any more.
     DeviceLost {
         /// The op that was called.
@@ -203,6 +211,10 @@ impl fmt::Display for Error {
             Error::DeviceLost { op, reason } => write!(
                 f,
                 "{op}: the GPU device is unusable ({reason}); open a new device or restart"
+            ),
+            Error::WouldBlock { op, instead } => write!(
+                f,
+                "{op}: waiting for the GPU would block, and this target (a browser) cannot block; use {instead}"
             ),
             Error::Overflow { op, shape } => write!(
                 f,

@@ -5,6 +5,7 @@ use crate::gpu::buffer::{self, GpuBuffer};
 use crate::op::Op;
 use crate::shape::{Layout, Shape};
 use crate::{DType, Device, Error, Result};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -17,6 +18,13 @@ impl TensorId {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         TensorId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
+}
+
+/// A tensor's element words for a read-back: on the host already, or `(buffer, first word,
+/// words)` on a GPU.
+enum Words {
+    Ready(Vec<u32>),
+    OnDevice(Arc<GpuBuffer>, usize, usize),
 }
 
 /// Where the words of a tensor live. CPU storage is shared and lockable so optimizers can
@@ -427,45 +435,95 @@ impl Tensor {
 
     // ---------------------------------------------------------------- read-back
 
-    /// The raw words in row-major order (waits for the device).
-    fn to_words(&self) -> Result<Vec<u32>> {
-        if self.dtype() == DType::F16 {
-            return self.f16_words();
+    /// The words of the elements in row-major order (F16 packed two to a word), already on the
+    /// host or still to be read from the device. Makes a dense copy first where needed;
+    /// nothing waits here.
+    fn words_at(&self) -> Result<Words> {
+        let f16 = self.dtype() == DType::F16;
+        let host = |numel: usize| {
+            let mut out = Vec::new();
+            out.try_reserve_exact(numel)
+                .map_err(|_| Error::OutOfMemory {
+                    op: "to_vec",
+                    bytes: (numel as u64).saturating_mul(4),
+                })
+                .map(|()| out)
+        };
+        if let (Storage::Cpu(data), false) = (self.storage(), f16) {
+            // Any strided view reads in place.
+            let data = data.read().unwrap();
+            let mut out = host(self.numel())?;
+            out.extend(self.layout().offsets().map(|o| data[o].to_bits()));
+            return Ok(Words::Ready(out));
         }
-        match self.storage() {
+        let dense = self.is_contiguous() && (!f16 || self.layout().offset.is_multiple_of(2));
+        let t = if dense {
+            self.clone()
+        } else {
+            crate::backprop::no_grad(|| self.copy())?
+        };
+        let (start, words) = if f16 {
+            (t.layout().offset / 2, crate::cpu::half::words(t.numel()))
+        } else {
+            (t.layout().offset, t.numel())
+        };
+        match t.storage() {
             Storage::Cpu(data) => {
                 let data = data.read().unwrap();
-                let mut out = Vec::new();
-                out.try_reserve_exact(self.numel())
-                    .map_err(|_| Error::OutOfMemory {
-                        op: "to_vec",
-                        bytes: (self.numel() as u64).saturating_mul(4),
-                    })?;
-                out.extend(self.layout().offsets().map(|o| data[o].to_bits()));
-                Ok(out)
+                let mut out = host(words)?;
+                out.extend(data[start..start + words].iter().map(|v| v.to_bits()));
+                Ok(Words::Ready(out))
             }
-            Storage::Gpu(_) => {
-                let t = self.contiguous()?;
-                let Storage::Gpu(buf) = t.storage() else {
-                    unreachable!()
-                };
-                buffer::read_back(buf, t.layout().offset, t.numel())
+            Storage::Gpu(buf) => Ok(Words::OnDevice(buf.clone(), start, words)),
+        }
+    }
+
+    /// The raw words in row-major order (waits for the device; `Err(WouldBlock)` on wasm32).
+    pub(crate) fn to_words(&self) -> Result<Vec<u32>> {
+        match self.words_at()? {
+            Words::Ready(w) => Ok(w),
+            Words::OnDevice(buf, start, words) => buffer::read_back(&buf, start, words),
+        }
+    }
+
+    /// [`Tensor::to_words`] as a future that never blocks.
+    fn to_words_async(&self) -> impl Future<Output = Result<Vec<u32>>> + Send + 'static {
+        use futures::future::{ready, Either};
+        match self.words_at() {
+            Ok(Words::OnDevice(buf, start, words)) => {
+                Either::Left(buffer::read_back_async(&buf, start, words))
             }
+            Ok(Words::Ready(w)) => Either::Right(ready(Ok(w))),
+            Err(e) => Either::Right(ready(Err(e))),
+        }
+    }
+
+    /// The elements as `f32` from the words [`Tensor::to_words`] returns.
+    fn floats(dtype: DType, numel: usize, words: Vec<u32>) -> Vec<f32> {
+        match dtype {
+            DType::F32 => bytemuck::cast_vec(words),
+            DType::U32 => words.into_iter().map(|w| w as f32).collect(),
+            DType::F16 => bytemuck::cast_slice::<u32, half::f16>(&words)[..numel]
+                .iter()
+                .map(|h| h.to_f32())
+                .collect(),
         }
     }
 
     /// The elements in row-major order as `f32` (`U32` indices and `F16` values are
-    /// converted). Waits for the device; the only other op that does is
-    /// [`Tensor::to_vec_async`].
+    /// converted). Waits for the device; on wasm32, where nothing may block, a GPU tensor
+    /// gives `Err(WouldBlock)`: use [`Tensor::to_vec_async`] there.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        if self.dtype() == DType::F16 {
-            return Ok(self.to_vec_f16()?.iter().map(|h| h.to_f32()).collect());
-        }
         let words = self.to_words()?;
-        Ok(match self.dtype() {
-            DType::U32 => words.into_iter().map(|w| w as f32).collect(),
-            _ => bytemuck::cast_vec(words),
-        })
+        Ok(Tensor::floats(self.dtype(), self.numel(), words))
+    }
+
+    /// A future resolving to [`Tensor::to_vec`]'s result without blocking the caller: the
+    /// read-back to use in a browser (and anywhere an async runtime must not be blocked).
+    pub fn to_vec_async(&self) -> impl Future<Output = Result<Vec<f32>>> + Send + 'static {
+        let (dtype, numel) = (self.dtype(), self.numel());
+        let words = self.to_words_async();
+        async move { Ok(Tensor::floats(dtype, numel, words.await?)) }
     }
 
     /// The elements of a `U32` tensor.
@@ -474,50 +532,37 @@ impl Tensor {
         self.to_words()
     }
 
-    /// A future resolving to [`Tensor::to_vec`]'s result, without blocking the caller.
-    pub fn to_vec_async(
-        &self,
-    ) -> impl std::future::Future<Output = Result<Vec<f32>>> + Send + 'static {
-        use futures::future::{BoxFuture, FutureExt};
-        let is_u32 = self.dtype() == DType::U32;
-        let this = if self.dtype() == DType::F16 {
-            crate::backprop::no_grad(|| self.to_dtype(DType::F32))
-        } else {
-            Ok(self.clone())
-        };
-        let fut: BoxFuture<'static, Result<Vec<u32>>> = match this
-            .and_then(|t| t.contiguous())
-            .map(|t| (t.storage().clone(), t))
-        {
-            Ok((Storage::Gpu(buf), t)) => {
-                buffer::read_back_async(&buf, t.layout().offset, t.numel()).boxed()
-            }
-            Ok((Storage::Cpu(_), t)) => futures::future::ready(t.to_words()).boxed(),
-            Err(e) => futures::future::ready(Err(e)).boxed(),
-        };
-        fut.map(move |r| {
-            r.map(|w| {
-                if is_u32 {
-                    w.into_iter().map(|w| w as f32).collect()
-                } else {
-                    bytemuck::cast_vec(w)
-                }
-            })
-        })
+    /// [`Tensor::to_vec_u32`] without blocking.
+    pub fn to_vec_u32_async(&self) -> impl Future<Output = Result<Vec<u32>>> + Send + 'static {
+        let checked = self.check_dtype(DType::U32, "to_vec_u32");
+        let words = checked.map(|()| self.to_words_async());
+        async move { words?.await }
     }
 
-    /// The single value of a one-element tensor.
-    pub fn item(&self) -> Result<f32> {
-        if self.numel() != 1 {
-            return Err(Error::invalid(
-                "item",
-                format!(
-                    "needs exactly one element, tensor has shape {:?}",
-                    self.dims()
-                ),
-            ));
+    /// `Err` unless the tensor has exactly one element.
+    fn check_item(&self) -> Result<()> {
+        if self.numel() == 1 {
+            return Ok(());
         }
+        Err(Error::invalid(
+            "item",
+            format!(
+                "needs exactly one element, tensor has shape {:?}",
+                self.dims()
+            ),
+        ))
+    }
+
+    /// The single value of a one-element tensor (waits like [`Tensor::to_vec`]).
+    pub fn item(&self) -> Result<f32> {
+        self.check_item()?;
         Ok(self.to_vec()?[0])
+    }
+
+    /// [`Tensor::item`] without blocking.
+    pub fn item_async(&self) -> impl Future<Output = Result<f32>> + Send + 'static {
+        let values = self.check_item().map(|()| self.to_vec_async());
+        async move { Ok(values?.await?[0]) }
     }
 
     /// A dense copy with its own storage (recorded like an identity op for autograd).

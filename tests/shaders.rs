@@ -1,4 +1,6 @@
-//! Every WGSL file in `shaders/` parses and validates with naga (the version wgpu uses), with `common.wgsl` prepended as `src/gpu/kernel.rs` does.
+//! Every WGSL file in `shaders/` parses and validates with naga (the version wgpu uses), with `common.wgsl` prepended as `src/gpu/kernel.rs` does; every entry point is in `gpu::variants`, and every listed pipeline builds on the adapter.
+
+mod common;
 
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use std::path::{Path, PathBuf};
@@ -249,4 +251,57 @@ fn coop_matmul_needs_its_capabilities() {
             "validated with only {caps:?}"
         );
     }
+}
+
+/// Every `@compute` entry point of every shader file is in `gpu::variants`, the list the
+/// browser tests compile under Tint; a new kernel cannot slip past that check.
+#[test]
+fn every_entry_point_is_in_the_variant_list() {
+    let listed = wgml::gpu::variants::listed_entry_points();
+    let mut missing = Vec::new();
+    for path in shader_files() {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "common" {
+            continue;
+        }
+        let body = std::fs::read_to_string(&path).unwrap();
+        let module = validate(&name, &wgml::gpu::shader_source(&body)).unwrap();
+        for ep in &module.entry_points {
+            if !listed.iter().any(|(s, e)| *s == name && *e == ep.name) {
+                missing.push(format!("{name}::{}", ep.name));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "entry points missing from gpu::variants::all: {missing:?}"
+    );
+}
+
+/// Every pipeline the launchers can build compiles on this machine's adapter (naga, then the
+/// driver), the same list `tests/web.rs` compiles with Tint in Chromium.
+#[test]
+fn every_listed_pipeline_builds_on_the_adapter() {
+    let Some(wgml::Device::Gpu(ctx)) = common::gpu() else {
+        return;
+    };
+    let results = pollster::block_on(wgml::gpu::variants::check_all(&ctx));
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(name, c)| match c {
+            wgml::gpu::variants::Checked::Failed(e) => Some(format!("{name}: {e}")),
+            _ => None,
+        })
+        .collect();
+    let built = results
+        .iter()
+        .filter(|(_, c)| matches!(c, wgml::gpu::variants::Checked::Ok))
+        .count();
+    eprintln!(
+        "{built} of {} pipelines built on {}",
+        results.len(),
+        ctx.name()
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(built > 200, "only {built} pipelines built");
 }

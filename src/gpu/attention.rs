@@ -8,7 +8,7 @@ use crate::{Error, Result};
 const OP: &str = "scaled_dot_product_attention";
 
 /// Threads (rows) per workgroup of the forward, dQ and dK/dV kernels.
-const BQ: usize = 64;
+pub(crate) const BQ: usize = 64;
 /// Largest streamed tile (the shader's `BKMAX`).
 const BK_MAX: usize = 64;
 /// Largest head dim (the shader's `DMAX`: per-thread rows live in private arrays).
@@ -99,7 +99,12 @@ pub(crate) fn check(s: &Dims, limits: &wgpu::Limits) -> Result<()> {
 
 /// The override constants of one entry point: tile A holds `rows × a` floats, tile B
 /// `rows × b`, tile C `2 × rows`.
-fn constants(limits: &wgpu::Limits, a: usize, b: usize, extra: usize) -> [(&'static str, f64); 5] {
+pub(crate) fn constants(
+    limits: &wgpu::Limits,
+    a: usize,
+    b: usize,
+    extra: usize,
+) -> [(&'static str, f64); 5] {
     let bk = tile_rows(limits.max_compute_workgroup_storage_size, a + b + extra);
     [
         ("BQ", BQ as f64),

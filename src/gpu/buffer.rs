@@ -226,65 +226,132 @@ fn words_of(ctx: &GpuContext, staging: &wgpu::Buffer, words: usize) -> Result<Ve
     out
 }
 
+/// The mapping callback's result.
+type Mapped = std::result::Result<(), wgpu::BufferAsyncError>;
+
+/// A read-back under way: the copy is submitted and the staging buffer asked to map. Every
+/// read-back, blocking or not, is this followed by [`PendingRead::finish`]; only what makes
+/// the device progress differs ([`PendingRead::wait`] or [`PendingRead::detach`]).
+struct PendingRead {
+    ctx: Arc<GpuContext>,
+    staging: wgpu::Buffer,
+    words: usize,
+    mapped: futures::channel::oneshot::Receiver<Mapped>,
+}
+
+impl PendingRead {
+    /// Copies `words` words of `buf` from `offset_words` (if any `buf`) and the index-error
+    /// words into a staging buffer, submits all pending work and asks for the mapping.
+    fn start(
+        ctx: &Arc<GpuContext>,
+        buf: Option<&GpuBuffer>,
+        offset_words: usize,
+        words: usize,
+    ) -> PendingRead {
+        let staging = staging_copy(ctx, buf, offset_words, words);
+        let (tx, mapped) = futures::channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        PendingRead {
+            ctx: ctx.clone(),
+            staging,
+            words,
+            mapped,
+        }
+    }
+
+    /// Waits (without blocking) for the mapping, then reports a wgpu error, a lost device or
+    /// an index out of range met before the copy, else returns the words.
+    async fn finish(self) -> Result<Vec<u32>> {
+        let mapped = self.mapped.await;
+        self.ctx.take_error()?;
+        self.ctx.check_alive("read-back")?;
+        mapped
+            .map_err(|_| Error::Gpu("read-back: the mapping was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
+        words_of(&self.ctx, &self.staging, self.words)
+    }
+
+    /// Blocks until the device has done the copy, then finishes (native targets only).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn wait(self) -> Result<Vec<u32>> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
+        // The mapping callback ran inside `poll`: the future is ready.
+        pollster::block_on(self.finish())
+    }
+
+    /// Finishes without blocking the caller. On native targets a helper thread polls the
+    /// device until the copy is done; in a browser the page's event loop drives the mapping.
+    fn detach(self) -> impl std::future::Future<Output = Result<Vec<u32>>> + Send + 'static {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let device = self.ctx.device.clone();
+            std::thread::spawn(move || {
+                let _ = device.poll(wgpu::PollType::wait_indefinitely());
+            });
+        }
+        self.finish()
+    }
+}
+
 /// Waits for all pending work and reports an index out of range met since the last check (the
-/// explicit check behind `Device::synchronize`).
-pub(crate) fn check_index_errors(ctx: &GpuContext) -> Result<()> {
-    let staging = staging_copy(ctx, None, 0, 0);
-    map_and_wait(ctx, &staging)?;
-    words_of(ctx, &staging, 0).map(|_| ())
+/// explicit check behind `Device::synchronize`; `Err(WouldBlock)` on wasm32).
+pub(crate) fn check_index_errors(ctx: &Arc<GpuContext>) -> Result<()> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = ctx;
+        Err(Error::WouldBlock {
+            op: "synchronize",
+            instead: "Device::synchronize_async",
+        })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        PendingRead::start(ctx, None, 0, 0).wait().map(|_| ())
+    }
 }
 
-fn map_and_wait(ctx: &GpuContext, staging: &wgpu::Buffer) -> Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
-    ctx.take_error()?;
-    ctx.check_alive("read-back")?;
-    rx.recv()
-        .map_err(|e| Error::Gpu(format!("read-back: {e}")))?
-        .map_err(|e| Error::Gpu(format!("read-back: {e}")))
+/// [`check_index_errors`] without blocking.
+pub(crate) async fn check_index_errors_async(ctx: &Arc<GpuContext>) -> Result<()> {
+    PendingRead::start(ctx, None, 0, 0)
+        .detach()
+        .await
+        .map(|_| ())
 }
 
-/// Copies `words` words from `offset` back to the host, waiting for all pending work.
+/// Copies `words` words from `offset` back to the host, waiting for all pending work
+/// (`Err(WouldBlock)` on wasm32, where [`read_back_async`] is the way).
 pub(crate) fn read_back(buf: &GpuBuffer, offset_words: usize, words: usize) -> Result<Vec<u32>> {
-    let ctx = buf.ctx();
-    ctx.check_alive("read-back")?;
-    let staging = staging_copy(ctx, Some(buf), offset_words, words);
-    map_and_wait(ctx, &staging)?;
-    words_of(ctx, &staging, words)
+    buf.ctx().check_alive("read-back")?;
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (offset_words, words);
+        Err(Error::WouldBlock {
+            op: "to_vec",
+            instead: "Tensor::to_vec_async (or item_async)",
+        })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        PendingRead::start(buf.ctx(), Some(buf), offset_words, words).wait()
+    }
 }
 
-/// Like [`read_back`], but returns a future; a helper thread waits on the device.
+/// Like [`read_back`], but returns a future and never blocks.
 pub(crate) fn read_back_async(
     buf: &GpuBuffer,
     offset_words: usize,
     words: usize,
 ) -> impl std::future::Future<Output = Result<Vec<u32>>> + Send + 'static {
-    let ctx = buf.ctx().clone();
-    let alive = ctx.check_alive("read-back");
-    let staging = staging_copy(&ctx, Some(buf), offset_words, words);
-    let (tx, rx) = futures::channel::oneshot::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    let device = ctx.device.clone();
-    std::thread::spawn(move || {
-        let _ = device.poll(wgpu::PollType::wait_indefinitely());
-    });
-    async move {
-        alive?;
-        let mapped = rx
-            .await
-            .map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
-        ctx.take_error()?;
-        ctx.check_alive("read-back")?;
-        mapped.map_err(|e| Error::Gpu(format!("read-back: {e}")))?;
-        words_of(&ctx, &staging, words)
-    }
+    let read = buf
+        .ctx()
+        .check_alive("read-back")
+        .map(|()| PendingRead::start(buf.ctx(), Some(buf), offset_words, words));
+    async move { read?.detach().await }
 }
 
 #[cfg(test)]

@@ -21,6 +21,20 @@ fn set_fatal(fatal: &(AtomicBool, Mutex<Option<String>>), why: String) {
     fatal.0.store(true, Ordering::Release);
 }
 
+/// Where a wgpu error raised outside any call goes: kept for the next read-back, and the
+/// device refused from then on.
+fn error_sink(
+    errors: &Arc<Mutex<Vec<String>>>,
+    fatal: &Arc<(AtomicBool, Mutex<Option<String>>)>,
+) -> impl Fn(String) + Send + Sync + 'static {
+    let (errors, fatal) = (errors.clone(), fatal.clone());
+    move |e: String| {
+        log::error!("wgml: wgpu error: {e}");
+        set_fatal(&fatal, format!("a wgpu error was raised: {e}"));
+        errors.lock().unwrap().push(e);
+    }
+}
+
 /// A summary of one adapter, as `examples/device_info` prints it.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -35,7 +49,8 @@ pub struct AdapterSummary {
 }
 
 struct Registry {
-    instance: wgpu::Instance,
+    /// Owns the adapters' backend instances: kept alive as long as they are.
+    _instance: wgpu::Instance,
     adapters: Vec<wgpu::Adapter>,
     opened: Mutex<HashMap<usize, Arc<GpuContext>>>,
 }
@@ -50,26 +65,42 @@ fn type_rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-fn registry() -> &'static Registry {
-    static REG: OnceLock<Registry> = OnceLock::new();
-    REG.get_or_init(|| {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        if std::env::var("WGPU_BACKEND").is_err() {
-            // GL has no storage-buffer compute on many drivers; use the modern APIs.
-            desc.backends = wgpu::Backends::PRIMARY;
-        }
-        let backends = desc.backends;
-        let instance = wgpu::Instance::new(desc);
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        adapters
-            .retain(|a| a.get_downlevel_capabilities().is_webgpu_compliant() || is_compute_ok(a));
-        adapters.sort_by_key(|a| type_rank(a.get_info().device_type));
-        Registry {
-            instance,
-            adapters,
-            opened: Mutex::new(HashMap::new()),
-        }
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The instance and its adapters, found once per process. The search is asynchronous (a
+/// browser answers `requestAdapter` through a promise); native callers block on it.
+async fn registry_async() -> &'static Registry {
+    if let Some(reg) = REGISTRY.get() {
+        return reg;
+    }
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if cfg!(not(target_arch = "wasm32")) && std::env::var("WGPU_BACKEND").is_err() {
+        // GL has no storage-buffer compute on many drivers; use the modern APIs.
+        desc.backends = wgpu::Backends::PRIMARY;
+    }
+    let backends = desc.backends;
+    let instance = wgpu::Instance::new(desc);
+    let mut adapters = instance.enumerate_adapters(backends).await;
+    adapters.retain(|a| a.get_downlevel_capabilities().is_webgpu_compliant() || is_compute_ok(a));
+    adapters.sort_by_key(|a| type_rank(a.get_info().device_type));
+    // Two callers may have searched at once: the first registry stays, the other is dropped.
+    REGISTRY.get_or_init(|| Registry {
+        _instance: instance,
+        adapters,
+        opened: Mutex::new(HashMap::new()),
     })
+}
+
+/// The registry, searched now if need be (native targets block on the search).
+#[cfg(not(target_arch = "wasm32"))]
+fn registry() -> Option<&'static Registry> {
+    Some(pollster::block_on(registry_async()))
+}
+
+/// The registry if [`registry_async`] has run: nothing may block in a browser.
+#[cfg(target_arch = "wasm32")]
+fn registry() -> Option<&'static Registry> {
+    REGISTRY.get()
 }
 
 fn is_compute_ok(a: &wgpu::Adapter) -> bool {
@@ -78,10 +109,8 @@ fn is_compute_ok(a: &wgpu::Adapter) -> bool {
         .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
 }
 
-/// Every adapter wgml can use, in preference order.
-pub fn adapters() -> Vec<AdapterSummary> {
-    registry()
-        .adapters
+fn summaries(reg: &Registry) -> Vec<AdapterSummary> {
+    reg.adapters
         .iter()
         .enumerate()
         .map(|(index, a)| AdapterSummary {
@@ -93,39 +122,75 @@ pub fn adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// Every adapter wgml can use, in preference order. On wasm32 this lists only what an earlier
+/// [`adapters_async`] or `Device::gpu_async` found (a browser cannot be asked synchronously).
+pub fn adapters() -> Vec<AdapterSummary> {
+    registry().map(summaries).unwrap_or_default()
+}
+
+/// [`adapters`] without blocking: the way to list adapters in a browser.
+pub async fn adapters_async() -> Vec<AdapterSummary> {
+    summaries(registry_async().await)
+}
+
 /// Index of the first hardware (non-software) adapter, if any.
 pub(crate) fn first_hardware_adapter() -> Option<usize> {
-    registry()
+    registry()?
         .adapters
         .iter()
         .position(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
 }
 
-/// Opens adapter `n` (once; later calls share the context).
-pub(crate) fn open(n: usize) -> Result<Arc<GpuContext>> {
-    let reg = registry();
-    let mut opened = reg.opened.lock().unwrap();
-    if let Some(ctx) = opened.get(&n) {
+fn no_such_adapter(reg: &Registry, n: usize) -> Error {
+    if reg.adapters.is_empty() {
+        Error::NoAdapter(if cfg!(target_arch = "wasm32") {
+            "the browser offers no WebGPU adapter (is WebGPU enabled? it needs a secure context; \
+             headless Chromium needs --enable-unsafe-webgpu)"
+                .into()
+        } else {
+            "wgpu found no Vulkan, Metal or DX12 adapter with compute shaders \
+             (on Linux without a GPU, install mesa-vulkan-drivers for the software adapter)"
+                .into()
+        })
+    } else {
+        Error::NoAdapter(format!(
+            "adapter gpu:{n} asked for, but only {} found",
+            reg.adapters.len()
+        ))
+    }
+}
+
+/// Opens adapter `n` without blocking (once; later calls share the context).
+pub(crate) async fn open_async(n: usize) -> Result<Arc<GpuContext>> {
+    let reg = registry_async().await;
+    if let Some(ctx) = reg.opened.lock().unwrap().get(&n) {
         return Ok(ctx.clone());
     }
-    let adapter = reg.adapters.get(n).ok_or_else(|| {
-        let _ = &reg.instance;
-        if reg.adapters.is_empty() {
-            Error::NoAdapter(
-                "wgpu found no Vulkan, Metal or DX12 adapter with compute shaders \
-                 (on Linux without a GPU, install mesa-vulkan-drivers for the software adapter)"
-                    .into(),
-            )
-        } else {
-            Error::NoAdapter(format!(
-                "adapter gpu:{n} asked for, but only {} found",
-                reg.adapters.len()
-            ))
-        }
-    })?;
-    let ctx = Arc::new(GpuContext::new(n, adapter)?);
-    opened.insert(n, ctx.clone());
-    Ok(ctx)
+    let adapter = reg.adapters.get(n).ok_or_else(|| no_such_adapter(reg, n))?;
+    let ctx = Arc::new(GpuContext::new_async(n, adapter).await?);
+    // Another caller may have opened it meanwhile: every caller shares the first context.
+    Ok(reg.opened.lock().unwrap().entry(n).or_insert(ctx).clone())
+}
+
+/// Opens adapter `n`, blocking until it is ready. Opening is serialised, so threads asking at
+/// once share one device instead of each creating its own.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn open(n: usize) -> Result<Arc<GpuContext>> {
+    static OPENING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = OPENING.lock().unwrap_or_else(|e| e.into_inner());
+    pollster::block_on(open_async(n))
+}
+
+/// Adapter `n` if `Device::gpu_async` (or [`open_async`]) has opened it: a browser cannot wait
+/// for a device, so the blocking constructors only hand out devices already opened.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn open(n: usize) -> Result<Arc<GpuContext>> {
+    registry()
+        .and_then(|reg| reg.opened.lock().unwrap().get(&n).cloned())
+        .ok_or(Error::WouldBlock {
+            op: "Device::gpu",
+            instead: "Device::gpu_async().await once; later Device::gpu() calls return that device",
+        })
 }
 
 pub(crate) struct Pending {
@@ -193,7 +258,7 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
-    fn new(index: usize, adapter: &wgpu::Adapter) -> Result<Self> {
+    async fn new_async(index: usize, adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let coop_props = adapter.cooperative_matrix_properties();
@@ -206,27 +271,24 @@ impl GpuContext {
         } else {
             wgpu::ExperimentalFeatures::disabled()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("wgml"),
-            required_features: features,
-            // The adapter's own limits: the defaults cap storage bindings at 128 MiB.
-            required_limits: limits.clone(),
-            experimental_features: experimental,
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgml"),
+                required_features: features,
+                // The adapter's own limits: the defaults cap storage bindings at 128 MiB.
+                required_limits: limits.clone(),
+                experimental_features: experimental,
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let fatal: Arc<(AtomicBool, Mutex<Option<String>>)> = Arc::default();
-        let sink = errors.clone();
-        let poison = fatal.clone();
         // Never abort the process on a validation error: keep it, report it at read-back, and
         // refuse every later op (its results could not be trusted).
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            log::error!("wgml: wgpu error: {e}");
-            set_fatal(&poison, format!("a wgpu error was raised: {e}"));
-            sink.lock().unwrap().push(e.to_string());
-        }));
+        let sink = error_sink(&errors, &fatal);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink(e.to_string())));
         let poison = fatal.clone();
         device.set_device_lost_callback(move |reason, msg| {
             log::error!("wgml: device lost ({reason:?}): {msg}");
@@ -267,6 +329,13 @@ impl GpuContext {
             index_sites: Mutex::default(),
             index,
         })
+    }
+
+    /// Reports an error that arrives after the call that caused it (a browser's answer to a
+    /// pipeline's error scope): the next read-back returns it, later ops refuse to run.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn error_sink(&self) -> impl Fn(String) + Send + Sync + 'static {
+        error_sink(&self.errors, &self.fatal)
     }
 
     /// `Err(DeviceLost)` once the device is lost or has raised an error; checked by every
@@ -402,10 +471,18 @@ impl GpuContext {
     }
 
     /// Submits pending work and blocks until the device is idle. Reports an index out of
-    /// range met by a kernel since the last check, a wgpu error, or a lost device.
-    pub fn synchronize(&self) -> Result<()> {
+    /// range met by a kernel since the last check, a wgpu error, or a lost device. On wasm32,
+    /// where nothing may block, it is `Err(WouldBlock)`: use [`GpuContext::synchronize_async`].
+    pub fn synchronize(self: &Arc<Self>) -> Result<()> {
         self.check_alive("synchronize")?;
         super::buffer::check_index_errors(self)
+    }
+
+    /// [`GpuContext::synchronize`] as a future that never blocks: it resolves once the device
+    /// has finished the work submitted before it, with the same checks.
+    pub async fn synchronize_async(self: &Arc<Self>) -> Result<()> {
+        self.check_alive("synchronize")?;
+        super::buffer::check_index_errors_async(self).await
     }
 
     /// The first wgpu error raised since the last call, as an `Err`.

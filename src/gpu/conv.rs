@@ -9,7 +9,7 @@ use crate::Result;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params([u32; 16]);
 
-const WG: usize = 256;
+pub(crate) const WG: usize = 256;
 
 /// Runs `entry` (`im2col` over `threads` = G·R·L, or `col2im` over N·C·H·W).
 pub(crate) fn run(

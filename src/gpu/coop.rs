@@ -59,6 +59,16 @@ pub(crate) fn device_config(ctx: &GpuContext) -> Option<CoopConfig> {
     coop_config(ctx.features, &ctx.coop_props)
 }
 
+/// The override constants of `matmul_coop.wgsl`: `wg` invocations (one subgroup) and the
+/// operands' majors.
+pub(crate) fn constants(wg: u32, trans_a: bool, trans_b: bool) -> [(&'static str, f64); 3] {
+    [
+        ("WG", wg as f64),
+        ("TRANS_A", trans_a as u32 as f64),
+        ("TRANS_B", trans_b as u32 as f64),
+    ]
+}
+
 /// Whether an `m × k @ k × n` product should take the cooperative kernel. M and N must each
 /// fill one 32×32 output block and K one 16-deep step: below that, half or more of every
 /// multiply-add is zero padding and the block's staging and round trip through workgroup
@@ -112,11 +122,7 @@ pub(crate) fn matmul_coop(
     ctx.launch(Launch {
         shader: &MATMUL_COOP,
         entry: "matmul_coop",
-        constants: &[
-            ("WG", wg as f64),
-            ("TRANS_A", trans_a as u32 as f64),
-            ("TRANS_B", trans_b as u32 as f64),
-        ],
+        constants: &constants(wg, trans_a, trans_b),
         params: bytemuck::bytes_of(&p),
         buffers: &[out.raw(), a.0.raw(), b.0.raw()],
         grid: ctx.grid_1d(prep.workgroups, OP)?,

@@ -8,7 +8,7 @@ use crate::{Error, Result};
 
 /// Highest rank (after collapsing mergeable dims) the strided kernels index.
 pub(crate) const MAX_RANK: usize = 8;
-const WG: usize = 256;
+pub(crate) const WG: usize = 256;
 
 /// `Strided` in `shaders/common.wgsl`.
 #[repr(C)]
@@ -78,6 +78,22 @@ fn pack(op: &'static str, out: &Layout, inputs: &[&Layout], scalars: [f32; 2]) -
     Ok(p)
 }
 
+/// The override constants of the F32 entry points for op `code`.
+pub(crate) fn constants(code: u32) -> [(&'static str, f64); 2] {
+    [("OP", code as f64), ("WG", WG as f64)]
+}
+
+/// The override constants of the F16-output entry points: op `code`, and whether each input
+/// is read as F16 (an absent input counts as F16).
+pub(crate) fn constants_h(code: u32, in0_f16: bool, in1_f16: bool) -> [(&'static str, f64); 4] {
+    [
+        ("OP", code as f64),
+        ("WG", WG as f64),
+        ("IN0_F16", in0_f16 as u32 as f64),
+        ("IN1_F16", in1_f16 as u32 as f64),
+    ]
+}
+
 fn run(
     op: &'static str,
     entry: &'static str,
@@ -98,7 +114,7 @@ fn run(
     ctx.launch(Launch {
         shader: &ELEMENTWISE,
         entry,
-        constants: &[("OP", code as f64), ("WG", WG as f64)],
+        constants: &constants(code),
         params: bytemuck::bytes_of(&params),
         buffers: &buffers,
         grid: ctx.grid_1d(n.div_ceil(WG), op)?,
@@ -126,16 +142,11 @@ pub(crate) fn to_f16(
     let ctx = out.ctx();
     let mut buffers = vec![out.raw()];
     buffers.extend(inputs.iter().map(|(v, _)| v.0.raw()));
-    let flag = |i: usize| inputs.get(i).is_none_or(|(_, h)| *h) as u32 as f64;
+    let flag = |i: usize| inputs.get(i).is_none_or(|(_, h)| *h);
     ctx.launch(Launch {
         shader: &ELEMENTWISE,
         entry,
-        constants: &[
-            ("OP", code as f64),
-            ("WG", WG as f64),
-            ("IN0_F16", flag(0)),
-            ("IN1_F16", flag(1)),
-        ],
+        constants: &constants_h(code, flag(0), flag(1)),
         params: bytemuck::bytes_of(&params),
         buffers: &buffers,
         grid: ctx.grid_1d(n.div_ceil(2).div_ceil(WG), op)?,

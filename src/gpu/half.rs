@@ -66,7 +66,7 @@ struct Params {
     src: StridedU,
 }
 
-const WG: usize = 256;
+pub(crate) const WG: usize = 256;
 
 /// Casts the elements of `src` (F16 storage when `src_f16`, else F32) into contiguous `dst`,
 /// F32 when `to_f32` (then `src_f16` must hold) and packed F16 otherwise.

@@ -7,7 +7,7 @@ use crate::cpu::index::along_dim;
 use crate::shape::{collapse_joint, Layout, Shape};
 use crate::{Error, Result};
 
-const WG: usize = 256;
+pub(crate) const WG: usize = 256;
 
 /// `Params` in `shaders/index.wgsl`.
 #[repr(C)]

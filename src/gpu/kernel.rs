@@ -99,6 +99,47 @@ pub(crate) struct Launch<'a> {
 }
 
 impl GpuContext {
+    /// The compiled module of a shader file (created once per device).
+    fn module(&self, shader: &'static Shader) -> wgpu::ShaderModule {
+        let mut modules = self.pipelines.modules.lock().unwrap();
+        modules
+            .entry(shader.name)
+            .or_insert_with(|| {
+                let source = shader_source(shader.source);
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.name),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    })
+            })
+            .clone()
+    }
+
+    /// Creates a pipeline inside a validation error scope, whose answer is returned unawaited.
+    pub(crate) fn create_pipeline(
+        &self,
+        shader: &'static Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> (wgpu::ComputePipeline, wgpu::ErrorScopeGuard) {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.module(shader);
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            });
+        (pipeline, scope)
+    }
+
     fn pipeline(
         &self,
         shader: &'static Shader,
@@ -113,39 +154,35 @@ impl GpuContext {
         if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = {
-            let mut modules = self.pipelines.modules.lock().unwrap();
-            modules
-                .entry(shader.name)
-                .or_insert_with(|| {
-                    let source = shader_source(shader.source);
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(shader.name),
-                            source: wgpu::ShaderSource::Wgsl(source.into()),
-                        })
-                })
-                .clone()
-        };
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: true,
-                },
-                cache: None,
-            });
+        #[cfg(debug_assertions)]
+        super::variants::check_listed(
+            &self.limits,
+            self.info.subgroup_max_size,
+            shader,
+            entry,
+            constants,
+        )?;
+        let (pipeline, scope) = self.create_pipeline(shader, entry, constants);
+        let what = || format!("{}::{entry} {constants:?}", shader.name);
+        // Native targets learn at once whether the pipeline is valid. A browser answers through
+        // a promise, and nothing may wait for it: the error marks the device unusable when it
+        // arrives, so the next read-back or `synchronize_async` reports it.
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!(
-                "wgml bug: pipeline {}::{entry} {constants:?} failed: {e}",
-                shader.name
+                "wgml bug: pipeline {} failed: {e}",
+                what()
             )));
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            // Pop now (scopes are a stack other work pushes onto), await the answer later.
+            let (report, what, popped) = (self.error_sink(), what(), scope.pop());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(e) = popped.await {
+                    report(format!("wgml bug: pipeline {what} failed: {e}"));
+                }
+            });
         }
         self.pipelines
             .pipelines

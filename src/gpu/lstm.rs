@@ -24,7 +24,7 @@ struct Params {
     _pad: u32,
 }
 
-const WG: usize = 64;
+pub(crate) const WG: usize = 64;
 
 /// A buffer and the element offset where a dense tensor starts in it.
 pub(crate) type At<'a> = (&'a GpuBuffer, usize);

@@ -57,7 +57,7 @@ static MATMUL_F16_NATIVE: std::sync::LazyLock<Shader> = std::sync::LazyLock::new
 });
 
 impl Io {
-    fn shader(self) -> &'static Shader {
+    pub(crate) fn shader(self) -> &'static Shader {
         match self {
             Io::F32 => &MATMUL,
             Io::F16Packed => &MATMUL_F16_PACKED,
@@ -267,17 +267,22 @@ pub(crate) fn matmul(
     ctx.launch(Launch {
         shader: io.shader(),
         entry: "matmul",
-        constants: &[
-            ("WG_X", c.wg_x as f64),
-            ("WG_Y", c.wg_y as f64),
-            ("TK", c.tk as f64),
-            ("TRANS_A", trans_a as u32 as f64),
-            ("TRANS_B", trans_b as u32 as f64),
-        ],
+        constants: &constants(&c, trans_a, trans_b),
         params: bytemuck::bytes_of(&p),
         buffers: &[out.raw(), a.0.raw(), b.0.raw()],
         grid: ctx.grid_1d(prep.workgroups, OP)?,
     })
+}
+
+/// The override constants of `matmul.wgsl` for configuration `c` and the operands' majors.
+pub(crate) fn constants(c: &Config, trans_a: bool, trans_b: bool) -> [(&'static str, f64); 5] {
+    [
+        ("WG_X", c.wg_x as f64),
+        ("WG_Y", c.wg_y as f64),
+        ("TK", c.tk as f64),
+        ("TRANS_A", trans_a as u32 as f64),
+        ("TRANS_B", trans_b as u32 as f64),
+    ]
 }
 
 /// Batches of a `[..B, M, K]` operand.

@@ -16,6 +16,8 @@ pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
+#[doc(hidden)]
+pub mod variants;
 
 pub use buffer::PoolStats;
 pub use context::{adapters, AdapterSummary, GpuContext};

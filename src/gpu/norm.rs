@@ -22,7 +22,7 @@ struct Params {
 pub(crate) use super::softmax::Rows;
 
 /// 64 threads for the short rows of Transformers, 256 for long ones.
-fn workgroup_size(n: usize) -> usize {
+pub(crate) fn workgroup_size(n: usize) -> usize {
     if n <= 512 {
         64
     } else {
@@ -31,7 +31,7 @@ fn workgroup_size(n: usize) -> usize {
 }
 
 /// Threads (columns) and rows per workgroup of `layer_norm_backward_params`.
-const PARAM_WG: usize = 64;
+pub(crate) const PARAM_WG: usize = 64;
 /// Rows per block of the weight/bias partial sums.
 pub(crate) const PARAM_RB: usize = 64;
 

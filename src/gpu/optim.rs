@@ -24,7 +24,7 @@ pub(crate) struct OptimParams {
     pub(crate) _pad1: [f32; 3],
 }
 
-const WG: usize = 256;
+pub(crate) const WG: usize = 256;
 
 /// Runs `entry` (`sgd_step` with one state buffer, or `adam_step` with two) over `p.n`
 /// elements, all buffers at offset 0.

@@ -22,7 +22,7 @@ struct Params {
     _pad: u32,
 }
 
-const WG: usize = 256;
+pub(crate) const WG: usize = 256;
 
 /// Runs `entry` with buffers `[out, src, (arg)]` over `threads` invocations.
 pub(crate) fn run(

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 /// Rows up to this length get a thread each: a workgroup would leave most threads idle.
 const THREAD_MAX_LEN: usize = 32;
 /// Workgroup size of the thread-per-row kernel.
-const THREAD_WG: usize = 64;
+pub(crate) const THREAD_WG: usize = 64;
 /// Elements each thread folds per chunk before the tree; a longer row is split into chunks of
 /// `WG · ITEMS` (4,096 for WG 256), so no thread sums more than 16 values serially and a long
 /// row spreads over many workgroups.
@@ -34,7 +34,7 @@ struct Params {
 const PAIRS_IN: u32 = 1;
 const PAIRS_OUT: u32 = 2;
 
-fn op_code(op: ReduceOp) -> u32 {
+pub(crate) fn op_code(op: ReduceOp) -> u32 {
     match op {
         ReduceOp::Sum | ReduceOp::Mean => 0,
         ReduceOp::Max => 1,
@@ -113,6 +113,15 @@ pub(crate) fn reduce(
     reduce_rows(op, rows_in, out, scale)
 }
 
+/// Invocations per workgroup of `reduce_wg` for rows of `len`.
+pub(crate) fn workgroup_size(len: usize) -> usize {
+    if len <= 1024 {
+        64
+    } else {
+        256
+    }
+}
+
 /// One pass (or two, for long rows) writing the final result to `out[0..rows]`.
 fn reduce_rows(op: ReduceOp, x: Rows<'_>, out: &GpuBuffer, scale: f32) -> Result<()> {
     let ctx = out.ctx();
@@ -139,7 +148,7 @@ fn reduce_rows(op: ReduceOp, x: Rows<'_>, out: &GpuBuffer, scale: f32) -> Result
             grid: ctx.grid_1d(x.rows.div_ceil(THREAD_WG), "reduce")?,
         });
     }
-    let wg = if x.len <= 1024 { 64 } else { 256 };
+    let wg = workgroup_size(x.len);
     let chunk_len = wg * ITEMS;
     let chunks = x.len.div_ceil(chunk_len);
     let constants = [("OP", code), ("WG", wg as f64)];

@@ -17,7 +17,7 @@ struct Params {
 pub(crate) type Rows<'a> = (&'a GpuBuffer, usize);
 
 /// 64 threads for short rows (attention scores), 256 for long ones (vocabularies).
-fn workgroup_size(n: usize) -> usize {
+pub(crate) fn workgroup_size(n: usize) -> usize {
     if n <= 1024 {
         64
     } else {

@@ -48,28 +48,10 @@ impl Tensor {
     /// gives them converted to f32.
     pub fn to_vec_f16(&self) -> Result<Vec<f16>> {
         self.check_dtype(DType::F16, "to_vec_f16")?;
-        let words = self.f16_words()?;
+        let words = self.to_words()?;
         let mut h: Vec<f16> = bytemuck::cast_slice(&words).to_vec();
         h.truncate(self.numel());
         Ok(h)
-    }
-
-    /// The packed words of an F16 tensor's elements in row-major order.
-    pub(crate) fn f16_words(&self) -> Result<Vec<u32>> {
-        let t = if self.is_contiguous() && self.layout().offset.is_multiple_of(2) {
-            self.clone()
-        } else {
-            crate::backprop::no_grad(|| self.copy())?
-        };
-        let words = cpu::half::words(t.numel());
-        match t.storage() {
-            Storage::Cpu(data) => {
-                let data = data.read().unwrap();
-                let start = t.layout().offset / 2;
-                Ok(bytemuck::cast_slice(&data[start..start + words]).to_vec())
-            }
-            Storage::Gpu(buf) => gpu::buffer::read_back(buf, t.layout().offset / 2, words),
-        }
     }
 
     /// Casts between `F32` and `F16` (`F16 → F16` is a dense copy), recorded so the gradient
