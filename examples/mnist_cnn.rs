@@ -10,26 +10,12 @@
 
 mod common;
 
-use wgml::nn::{Conv2d, Flatten, Linear, MaxPool2d, Relu, Sequential};
 use wgml::rng::Rng;
-use wgml::Conv2dConfig;
 
 fn main() -> wgml::Result<()> {
     let args = common::parse_args("mnist_cnn", 2, 32);
     let dev = common::device(&args)?;
-    let mut rng = Rng::new(0);
-    let conv = Conv2dConfig::default();
-    let mut model = Sequential::new()
-        .add(Conv2d::new(1, 32, [3, 3], conv, &mut rng, &dev)?)
-        .add(Relu)
-        .add(MaxPool2d::new(2))
-        .add(Conv2d::new(32, 64, [3, 3], conv, &mut rng, &dev)?)
-        .add(Relu)
-        .add(MaxPool2d::new(2))
-        .add(Flatten)
-        .add(Linear::new(64 * 5 * 5, 128, true, &mut rng, &dev)?)
-        .add(Relu)
-        .add(Linear::new(128, 10, true, &mut rng, &dev)?);
+    let mut model = common::models::mnist_cnn(&mut Rng::new(0), &dev)?;
     common::train(&mut model, &[1, 28, 28], &args, &dev)?;
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! The MNIST training loop the examples share: flags, progress bar, per-epoch report.
 
+pub mod models;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 use wgml::data::mnist::{self, Split};
@@ -27,13 +29,15 @@ pub struct Args {
     pub batch_size: usize,
     pub lr: f32,
     pub save: Option<String>,
+    /// A checkpoint whose parameters are loaded before anything else.
+    pub load: Option<String>,
     pub data: String,
     pub limit: Option<usize>,
     /// Mixed precision: forward under `amp::autocast`, loss scaling with a `GradScaler`.
     pub amp: bool,
 }
 
-/// Parses `--device --epochs --batch-size --lr --save --data --limit --amp`, with the example's
+/// Parses `--device --epochs --batch-size --lr --save --load --data --limit --amp`, with the example's
 /// defaults.
 pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
     let mut a = Args {
@@ -42,13 +46,14 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
         batch_size,
         lr: 1e-3,
         save: None,
+        load: None,
         data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist").to_string(),
         limit: None,
         amp: false,
     };
     let usage = format!(
         "usage: {name} [--device cpu|gpu|gpu:N] [--epochs N] [--batch-size N] [--lr F] \
-         [--save PATH] [--data DIR] [--limit N (training examples)] [--amp]"
+         [--save PATH] [--load PATH] [--data DIR] [--limit N (training examples)] [--amp]"
     );
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
@@ -77,6 +82,7 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
             "--batch-size" => a.batch_size = num(&value).max(1),
             "--lr" => a.lr = value.parse().unwrap_or_else(|e| fail(format!("--lr: {e}"))),
             "--save" => a.save = Some(value),
+            "--load" => a.load = Some(value),
             "--data" => a.data = value,
             "--limit" => a.limit = Some(num(&value)),
             other => fail(format!("unknown flag {other}")),
@@ -119,14 +125,17 @@ fn shape_of(batch: usize, input: &[usize]) -> Vec<usize> {
 /// A batch as the model's input: `[batch, input...]`, standardised with MNIST's pixel mean
 /// and standard deviation (0.1307, 0.3081), as torchvision's MNIST examples do.
 fn prepare(x: &Tensor, input: &[usize]) -> Result<Tensor> {
-    x.reshape(shape_of(x.dims()[0], input))?
-        .affine(1.0 / 0.3081, -0.1307 / 0.3081)
+    models::standardise(&x.reshape(shape_of(x.dims()[0], input))?)
 }
 
 /// Trains `model` on MNIST with Adam (cosine-decayed learning rate) and cross-entropy,
 /// reporting each epoch; images are
 /// reshaped to `[batch, input...]`. Returns the final test accuracy.
 pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device) -> Result<f32> {
+    if let Some(path) = &args.load {
+        wgml::checkpoint::load_into(path, &model.parameters())?;
+        println!("loaded the parameters of {path}");
+    }
     let mut data = mnist::load(&args.data)?;
     if let Some(n) = args.limit {
         let n = n.min(data.train.len());

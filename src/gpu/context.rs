@@ -405,11 +405,16 @@ impl GpuContext {
         })
     }
 
-    /// `name (backend, type)`.
+    /// `gpu:N name (backend, type)`; browsers may keep the adapter's name to themselves.
     pub fn name(&self) -> String {
+        let name = if self.info.name.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.info.name)
+        };
         format!(
-            "gpu:{} {} ({:?}, {:?})",
-            self.index, self.info.name, self.info.backend, self.info.device_type
+            "gpu:{}{name} ({:?}, {:?})",
+            self.index, self.info.backend, self.info.device_type
         )
     }
 

@@ -37,6 +37,7 @@ impl Variant {
 /// Overrides that only size workgroup arrays from the adapter's limits and the head size
 /// (attention's tiles): the list holds a sample of their values, and the debug check ignores
 /// them, since every value the launcher computes fits the adapter by construction.
+#[cfg(debug_assertions)]
 const SIZED: [&str; 4] = ["BK", "TA", "TB", "TC"];
 
 /// Head sizes (D, Dv) whose attention tiles the list samples: the smallest, odd, unequal, and
@@ -224,6 +225,7 @@ pub(crate) fn all(limits: &wgpu::Limits, subgroup_max: u32) -> Vec<Variant> {
 }
 
 /// The constants of a pipeline with the [`SIZED`] ones left out, as bits for comparison.
+#[cfg(debug_assertions)]
 fn key(constants: &[(&'static str, f64)]) -> Vec<(&'static str, u64)> {
     constants
         .iter()
@@ -234,6 +236,7 @@ fn key(constants: &[(&'static str, f64)]) -> Vec<(&'static str, u64)> {
 
 /// `Err` naming the pipeline when it is missing from [`all`]: a launcher builds something the
 /// shader checks never compiled. Run by debug builds before each new pipeline.
+#[cfg(debug_assertions)]
 pub(crate) fn check_listed(
     limits: &wgpu::Limits,
     subgroup_max: u32,
