@@ -75,6 +75,11 @@ impl Drop for GpuBuffer {
             if pool.stats.pooled_bytes + self.class <= MAX_POOLED_BYTES {
                 pool.stats.pooled_bytes += self.class;
                 pool.free.entry(self.class).or_default().push(buf);
+            } else {
+                // Freed for good: bind groups that hold it would keep its memory.
+                self.ctx
+                    .groups_stale
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }

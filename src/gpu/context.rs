@@ -3,13 +3,12 @@
 
 use super::buffer::{BufferPool, PoolStats};
 use super::kernel::PipelineCache;
+use super::recorder::{Recorder, RING_BYTES};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Dispatches recorded before the pending encoder is submitted without being asked to.
-const MAX_PENDING_DISPATCHES: u32 = 256;
 /// Size of the device error buffer: `[code, index, bound, 0]`.
 pub(crate) const INDEX_ERROR_BYTES: u64 = 16;
 
@@ -193,11 +192,6 @@ pub(crate) fn open(n: usize) -> Result<Arc<GpuContext>> {
         })
 }
 
-pub(crate) struct Pending {
-    pub(crate) encoder: Option<wgpu::CommandEncoder>,
-    pub(crate) dispatches: u32,
-}
-
 /// The ops whose kernels validate indices on the device, by the kind code kept in the low
 /// bits of a launch's error code (the name survives when the launch's own record is gone).
 pub(crate) const INDEX_OPS: [&str; 6] = [
@@ -233,6 +227,16 @@ pub(crate) fn requested_features(
     offered & want
 }
 
+/// The adapter's own limits, with those wgpu-core keeps in fixed-size arrays held to what it
+/// can hold: an adapter reporting unlimited values (wgpu's `noop` backend) would otherwise make
+/// it panic. wgml uses one bind group per pipeline.
+fn clamp_limits(mut limits: wgpu::Limits) -> wgpu::Limits {
+    /// wgpu-hal's `MAX_BIND_GROUPS`.
+    const MAX_BIND_GROUPS: u32 = 8;
+    limits.max_bind_groups = limits.max_bind_groups.min(MAX_BIND_GROUPS);
+    limits
+}
+
 /// One opened adapter: device, queue, the pending encoder, buffer pool and pipeline cache.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
@@ -243,7 +247,13 @@ pub struct GpuContext {
     pub(crate) features: wgpu::Features,
     /// The adapter's cooperative-matrix configurations (empty where it has none).
     pub(crate) coop_props: Vec<wgpu::CooperativeMatrixProperties>,
-    pub(crate) pending: Mutex<Pending>,
+    /// Recorded work not yet submitted (see `gpu::recorder`).
+    pub(crate) pending: Mutex<Recorder>,
+    /// Kernel parameters: each batch's are written here once, at its submit, and each dispatch
+    /// binds its own slice with a dynamic offset.
+    uniform_ring: wgpu::Buffer,
+    /// Set when the pool frees a buffer: cached bind groups may hold it, so they go.
+    pub(crate) groups_stale: AtomicBool,
     pub(crate) pool: Mutex<BufferPool>,
     pub(crate) pipelines: PipelineCache,
     errors: Arc<Mutex<Vec<String>>>,
@@ -260,7 +270,7 @@ pub struct GpuContext {
 impl GpuContext {
     async fn new_async(index: usize, adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let limits = clamp_limits(adapter.limits());
         let coop_props = adapter.cooperative_matrix_properties();
         let features = requested_features(adapter.features(), &coop_props);
         let experimental = if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
@@ -303,6 +313,12 @@ impl GpuContext {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let uniform_ring = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgml parameters"),
+            size: RING_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         log::info!(
             "wgml: opened {} ({:?}, {:?}), max storage binding {} bytes",
             info.name,
@@ -317,10 +333,9 @@ impl GpuContext {
             limits,
             features,
             coop_props,
-            pending: Mutex::new(Pending {
-                encoder: None,
-                dispatches: 0,
-            }),
+            pending: Mutex::default(),
+            uniform_ring,
+            groups_stale: AtomicBool::new(false),
             pool: Mutex::new(BufferPool::default()),
             pipelines: PipelineCache::default(),
             errors,
@@ -445,34 +460,9 @@ impl GpuContext {
             .min(self.limits.max_buffer_size)
     }
 
-    /// Runs `f` with the pending encoder (created on demand); submits when the batch is full.
-    pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
-        let mut p = self.pending.lock().unwrap();
-        let enc = p.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("wgml"),
-                })
-        });
-        let r = f(enc);
-        p.dispatches += 1;
-        if p.dispatches >= MAX_PENDING_DISPATCHES {
-            self.submit_locked(&mut p);
-        }
-        r
-    }
-
-    fn submit_locked(&self, p: &mut Pending) -> Option<wgpu::SubmissionIndex> {
-        p.dispatches = 0;
-        p.encoder
-            .take()
-            .map(|enc| self.queue.submit([enc.finish()]))
-    }
-
-    /// Submits whatever is pending.
-    pub(crate) fn flush(&self) {
-        let mut p = self.pending.lock().unwrap();
-        self.submit_locked(&mut p);
+    /// The buffer kernel parameters are bound from.
+    pub(crate) fn uniform_ring(&self) -> &wgpu::Buffer {
+        &self.uniform_ring
     }
 
     /// Submits pending work and blocks until the device is idle. Reports an index out of

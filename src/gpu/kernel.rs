@@ -2,9 +2,10 @@
 //! `launch`: one dispatch recorded into the pending encoder.
 
 use super::context::GpuContext;
+use super::layout::{Layouts, SharedLayout, UNIFORM_BINDING};
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Helpers every shader may use (layout offsets, the folded grid); prepended to each file.
 pub(crate) const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -77,18 +78,56 @@ fn split_enables(source: &str) -> (&str, &str) {
     source.split_at(end)
 }
 
-type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
+/// One cached pipeline: its key, kept to tell hash collisions apart, and its shared layout.
+struct Cached {
+    shader: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+    pipeline: wgpu::ComputePipeline,
+    layout: Arc<SharedLayout>,
+}
 
-/// Compiled shader modules and pipelines. Pipeline creation can take milliseconds; each
-/// (shader, entry, constants) is built once per device.
+impl Cached {
+    fn is(&self, shader: &str, entry: &str, constants: &[(&'static str, f64)]) -> bool {
+        // Names are `&'static str` constants: compare them by address first, then by text.
+        let same = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
+        same(self.shader, shader)
+            && same(self.entry, entry)
+            && self.constants.len() == constants.len()
+            && self
+                .constants
+                .iter()
+                .zip(constants)
+                .all(|(a, b)| same(a.0, b.0) && a.1 == b.1.to_bits())
+    }
+}
+
+/// The hash of a pipeline key, computed without building the key.
+fn key_hash(shader: &str, entry: &str, constants: &[(&'static str, f64)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    shader.hash(&mut h);
+    entry.hash(&mut h);
+    for (k, v) in constants {
+        k.hash(&mut h);
+        v.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Compiled shader modules, the shared layouts and the pipelines. Pipeline creation can take
+/// milliseconds; each (shader, entry, constants) is built once per device, and finding it again
+/// allocates nothing.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<Key, wgpu::ComputePipeline>>,
+    layouts: Mutex<Layouts>,
+    pipelines: Mutex<HashMap<u64, Vec<Cached>>>,
 }
 
 /// One dispatch: which entry point, its override constants, the uniform parameters (binding 0)
-/// and the storage buffers (bindings 1..), and the workgroup grid.
+/// and the storage buffers (the entry point's storage bindings, in binding order), and the
+/// workgroup grid.
 pub(crate) struct Launch<'a> {
     pub(crate) shader: &'static Shader,
     pub(crate) entry: &'static str,
@@ -115,20 +154,32 @@ impl GpuContext {
             .clone()
     }
 
-    /// Creates a pipeline inside a validation error scope, whose answer is returned unawaited.
+    /// Creates a pipeline, with the layout its binding signature shares, inside a validation
+    /// error scope whose answer is returned unawaited.
     pub(crate) fn create_pipeline(
         &self,
         shader: &'static Shader,
         entry: &'static str,
         constants: &[(&'static str, f64)],
-    ) -> (wgpu::ComputePipeline, wgpu::ErrorScopeGuard) {
+    ) -> (
+        wgpu::ComputePipeline,
+        Arc<SharedLayout>,
+        wgpu::ErrorScopeGuard,
+    ) {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.module(shader);
+        let sig = super::layout::signature(&shader_source(shader.source), entry);
+        let layout = self
+            .pipelines
+            .layouts
+            .lock()
+            .unwrap()
+            .get(&self.device, sig);
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
-                layout: None,
+                layout: Some(&layout.pipeline),
                 module: &module,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
@@ -137,22 +188,26 @@ impl GpuContext {
                 },
                 cache: None,
             });
-        (pipeline, scope)
+        (pipeline, layout, scope)
     }
 
+    /// The pipeline of (shader, entry, constants) and its layout, built on first use.
     fn pipeline(
         &self,
         shader: &'static Shader,
         entry: &'static str,
         constants: &[(&'static str, f64)],
-    ) -> Result<wgpu::ComputePipeline> {
-        let key: Key = (
-            shader.name,
-            entry,
-            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
-        );
-        if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
-            return Ok(p.clone());
+    ) -> Result<(wgpu::ComputePipeline, Arc<SharedLayout>)> {
+        let hash = key_hash(shader.name, entry, constants);
+        if let Some(c) = self
+            .pipelines
+            .pipelines
+            .lock()
+            .unwrap()
+            .get(&hash)
+            .and_then(|v| v.iter().find(|c| c.is(shader.name, entry, constants)))
+        {
+            return Ok((c.pipeline.clone(), c.layout.clone()));
         }
         #[cfg(debug_assertions)]
         super::variants::check_listed(
@@ -162,7 +217,7 @@ impl GpuContext {
             entry,
             constants,
         )?;
-        let (pipeline, scope) = self.create_pipeline(shader, entry, constants);
+        let (pipeline, layout, scope) = self.create_pipeline(shader, entry, constants);
         let what = || format!("{}::{entry} {constants:?}", shader.name);
         // Native targets learn at once whether the pipeline is valid. A browser answers through
         // a promise, and nothing may wait for it: the error marks the device unusable when it
@@ -188,50 +243,36 @@ impl GpuContext {
             .pipelines
             .lock()
             .unwrap()
-            .insert(key, pipeline.clone());
-        Ok(pipeline)
+            .entry(hash)
+            .or_default()
+            .push(Cached {
+                shader: shader.name,
+                entry,
+                constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+                pipeline: pipeline.clone(),
+                layout: layout.clone(),
+            });
+        Ok((pipeline, layout))
     }
 
-    /// Records one dispatch into the pending encoder. Nothing waits here.
+    /// Records one dispatch into the pending compute pass: its parameters go to the uniform
+    /// ring, its bind group comes from the cache when the same buffers come back. Nothing
+    /// waits here.
     pub(crate) fn launch(&self, l: Launch<'_>) -> Result<()> {
-        use wgpu::util::DeviceExt;
         self.check_alive(l.entry)?;
         DISPATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pipeline = self.pipeline(l.shader, l.entry, l.constants)?;
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgml params"),
-                contents: l.params,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        for (i, b) in l.buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
-            });
+        let (pipeline, layout) = self.pipeline(l.shader, l.entry, l.constants)?;
+        if l.params.len() as u64 > UNIFORM_BINDING {
+            return Err(Error::Gpu(format!(
+                "wgml bug: {} has {} bytes of parameters, more than the {UNIFORM_BINDING} bound",
+                l.entry,
+                l.params.len()
+            )));
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(l.entry),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
         if l.grid.contains(&0) {
             return Ok(());
         }
-        self.with_encoder(|enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(l.entry),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(l.grid[0], l.grid[1], l.grid[2]);
-        });
+        self.record_dispatch(&pipeline, &layout, l.params, l.buffers, l.grid);
         Ok(())
     }
 

@@ -9,11 +9,13 @@ pub(crate) mod elementwise;
 pub mod half;
 pub(crate) mod index;
 pub(crate) mod kernel;
+pub(crate) mod layout;
 pub(crate) mod lstm;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod pool;
+pub(crate) mod recorder;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 #[doc(hidden)]

@@ -282,7 +282,7 @@ pub async fn check_all(ctx: &GpuContext) -> Vec<(String, Checked)> {
             out.push((name, Checked::Skipped(format!("needs {missing:?}"))));
             continue;
         }
-        let (_pipeline, scope) = ctx.create_pipeline(v.shader, v.entry, &v.constants);
+        let (_pipeline, _layout, scope) = ctx.create_pipeline(v.shader, v.entry, &v.constants);
         let checked = match scope.pop().await {
             None => Checked::Ok,
             Some(e) => Checked::Failed(e.to_string()),
