@@ -16,7 +16,7 @@ mod models;
 
 use std::time::Instant;
 use wgml::nn::{loss, Linear, Lstm, LstmConfig, Module, TransformerConfig, TransformerLm};
-use wgml::optim::{clip_grad_norm, Adam, Optimizer};
+use wgml::optim::{Adam, Optimizer};
 use wgml::rng::Rng;
 use wgml::{gpu, Device, Result, Tensor};
 
@@ -107,14 +107,12 @@ fn transformer(dev: &Device, b: usize) {
         dropout: 0.0,
     };
     let model = TransformerLm::new(cfg, 0, dev).unwrap();
-    let params: Vec<Tensor> = model.parameters().into_iter().map(|(_, p)| p).collect();
     let mut opt = Adam::adamw(model.parameters(), 1e-3, 0.01);
     let (x, y) = tokens(b, t, v, dev);
     per_step(&format!("char_transformer step (B {b})"), dev, || {
         let logits = model.logits(&x)?.reshape([b * t, v])?;
-        let mut grads = loss::cross_entropy(&logits, &y)?.backward()?;
-        clip_grad_norm(&mut grads, &params, 1.0)?;
-        opt.step(&grads)
+        let grads = loss::cross_entropy(&logits, &y)?.backward()?;
+        opt.step_clipped(&grads, 1.0).map(|_| ())
     });
 }
 
@@ -129,15 +127,13 @@ fn lstm(dev: &Device, b: usize) {
     let mut named = vec![("embedding".to_string(), embedding.clone())];
     named.extend(lstm.parameters());
     named.extend(head.parameters());
-    let params: Vec<Tensor> = named.iter().map(|(_, p)| p.clone()).collect();
     let mut opt = Adam::new(named, 2e-3);
     let (x, y) = tokens(t, b, v, dev);
     per_step(&format!("char_lstm step (B {b})"), dev, || {
         let (hs, _) = lstm.forward(&embedding.embedding(&x)?, None)?;
         let logits = head.forward(&hs.reshape([t * b, h])?)?;
-        let mut grads = loss::cross_entropy(&logits, &y)?.backward()?;
-        clip_grad_norm(&mut grads, &params, 1.0)?;
-        opt.step(&grads)
+        let grads = loss::cross_entropy(&logits, &y)?.backward()?;
+        opt.step_clipped(&grads, 1.0).map(|_| ())
     });
 }
 

@@ -3,14 +3,23 @@
 //! dispatch per parameter with no read-back; on the CPU the same formulas as loops.
 
 use crate::backprop::Gradients;
+use crate::gpu::buffer::GpuBuffer;
+use crate::gpu::flat::Flat;
 use crate::gpu::optim::{self as gpu, OptimParams};
 use crate::tensor::Storage;
-use crate::{no_grad, Error, Result, Tensor};
+use crate::{no_grad, DType, Error, Result, Shape, Tensor};
+use std::sync::Arc;
 
 /// What every optimizer offers a training loop.
 pub trait Optimizer {
     /// Applies one update to every parameter that has a gradient in `grads`.
     fn step(&mut self, grads: &Gradients) -> Result<()>;
+    /// [`Optimizer::step`] with the gradients first scaled so their global L2 norm is at most
+    /// `max_norm` (as [`clip_grad_norm`] over this optimizer's parameters); returns the norm
+    /// before clipping as a one-element tensor (nothing is read back). `grads` is left as it
+    /// is. On a GPU with every parameter in one fused step this is two dispatches in all: the
+    /// norm's partial sums and the update that applies the scale.
+    fn step_clipped(&mut self, grads: &Gradients, max_norm: f32) -> Result<Tensor>;
     /// The current learning rate.
     fn lr(&self) -> f32;
     /// Sets the learning rate (for schedules).
@@ -26,6 +35,210 @@ struct Slot {
     name: String,
     param: Tensor,
     state: Vec<Tensor>,
+}
+
+/// The flat buffers of a fused GPU step: every parameter, its gradient and each of its states
+/// packed at the same offsets (see `gpu::flat`), so one dispatch updates them all. Built at the
+/// first step where every parameter qualifies; the parameters then live in `params` (their
+/// tensors keep working as before), and the states are views of `states`.
+struct Fused {
+    params: Flat,
+    grads: Flat,
+    states: Vec<Flat>,
+}
+
+/// What the optimizers share: the parameters and, on a GPU, their fused flat buffers.
+struct Params {
+    slots: Vec<Slot>,
+    fused: Option<Fused>,
+}
+
+fn gpu_buffer(t: &Tensor) -> Option<&Arc<GpuBuffer>> {
+    match t.storage() {
+        Storage::Gpu(b) => Some(b),
+        Storage::Cpu(_) => None,
+    }
+}
+
+impl Params {
+    fn new(params: impl IntoIterator<Item = (String, Tensor)>) -> Params {
+        Params {
+            slots: slots(params),
+            fused: None,
+        }
+    }
+
+    /// The gradients of a fused step, dense F32 in slot order, when every parameter takes part:
+    /// distinct dense F32 GPU parameters with elements on one device, each with a gradient of
+    /// its shape there. `None` sends the step down the per-parameter path.
+    fn fusable(&self, grads: &Gradients) -> Result<Option<Vec<Tensor>>> {
+        let Some(first) = self.slots.first() else {
+            return Ok(None);
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            let p = &s.param;
+            let qualifies = p.device().same(first.param.device())
+                && p.dtype() == DType::F32
+                && p.is_contiguous()
+                && p.layout().offset == 0
+                && p.numel() > 0
+                && gpu_buffer(p).is_some_and(|b| seen.insert(Arc::as_ptr(b)));
+            let g = grads.get(p).filter(|g| {
+                g.dims() == p.dims() && g.device().same(p.device()) && g.dtype() != DType::U32
+            });
+            match (qualifies, g) {
+                (true, Some(g)) => out.push(g.to_dtype(DType::F32)?.dense()?),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// One fused step of `entry` over every slot with gradients `grads` (from
+    /// [`Params::fusable`]); `clip` bounds the global gradient norm, which is then returned.
+    fn fused_step(
+        &mut self,
+        grads: &[Tensor],
+        n_states: usize,
+        entry: &'static str,
+        p: OptimParams,
+        clip: Option<f32>,
+    ) -> Result<Option<Tensor>> {
+        const OP: &str = "optimizer step";
+        let bufs: Vec<&GpuBuffer> = self
+            .slots
+            .iter()
+            .filter_map(|s| gpu_buffer(&s.param).map(|b| b.as_ref()))
+            .collect();
+        let ctx = bufs[0].ctx().clone();
+        let lens: Vec<usize> = self.slots.iter().map(|s| s.param.numel()).collect();
+        // (Re)pack when the parameters are not where the last packing put them.
+        let packed = self.fused.as_ref().is_some_and(|f| {
+            f.params.lens() == lens && bufs.iter().enumerate().all(|(i, b)| f.params.holds(i, b))
+        });
+        if !packed {
+            let params = Flat::zeros(&ctx, &lens, OP)?;
+            params.adopt(&bufs);
+            self.fused = Some(Fused {
+                params,
+                grads: Flat::zeros(&ctx, &lens, OP)?,
+                states: (0..n_states)
+                    .map(|_| Flat::zeros(&ctx, &lens, OP))
+                    .collect::<Result<_>>()?,
+            });
+        }
+        let f = self.fused.as_ref().unwrap();
+        // States: missing ones start as zeroed views of the flat states; ones made elsewhere
+        // (unfused steps, load_state) move in.
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.state.len() < n_states {
+                slot.state.clear();
+                for flat in &f.states {
+                    let b = GpuBuffer::at(&ctx, flat.place(i));
+                    crate::gpu::buffer::clear(&b, 0, lens[i]);
+                    let t = Tensor::from_storage(
+                        Storage::Gpu(b),
+                        slot.param.shape().clone(),
+                        DType::F32,
+                        slot.param.device(),
+                        None,
+                    );
+                    slot.state.push(t);
+                }
+            }
+        }
+        for (k, flat) in f.states.iter().enumerate() {
+            let states: Vec<Tensor> = self
+                .slots
+                .iter()
+                .map(|s| s.state[k].dense())
+                .collect::<Result<_>>()?;
+            let bufs: Vec<&GpuBuffer> = states
+                .iter()
+                .filter_map(|t| gpu_buffer(t).map(|b| b.as_ref()))
+                .collect();
+            flat.adopt(&bufs);
+            for (slot, t) in self.slots.iter_mut().zip(states) {
+                slot.state[k] = t;
+            }
+        }
+        let gbufs: Vec<&GpuBuffer> = grads
+            .iter()
+            .filter_map(|t| gpu_buffer(t).map(|b| b.as_ref()))
+            .collect();
+        f.grads.copy_in(&gbufs);
+        let n = f.params.words();
+        let mut p = OptimParams { n: n as u32, ..p };
+        let mut buffers = vec![f.params.binding(), f.grads.binding()];
+        buffers.extend(f.states.iter().map(Flat::binding));
+        let Some(max_norm) = clip else {
+            gpu::launch(&ctx, entry, &p, &buffers)?;
+            return Ok(None);
+        };
+        let chunks = gpu::chunks(n);
+        let partials = crate::gpu::buffer::alloc(&ctx, chunks, OP, &[chunks])?;
+        p.chunks = chunks as u32;
+        p.max_norm = max_norm;
+        gpu::launch(
+            &ctx,
+            "sum_squares",
+            &p,
+            &[partials.binding(), f.grads.binding()],
+        )?;
+        let norm = crate::gpu::buffer::alloc(&ctx, 1, OP, &[])?;
+        buffers.extend([partials.binding(), norm.binding()]);
+        let clipped = match entry {
+            "adam_step" => "adam_step_clipped",
+            _ => "sgd_step_clipped",
+        };
+        gpu::launch(&ctx, clipped, &p, &buffers)?;
+        let device = self.slots[0].param.device();
+        Ok(Some(Tensor::from_storage(
+            Storage::Gpu(norm),
+            Shape::from(()),
+            DType::F32,
+            device,
+            None,
+        )))
+    }
+
+    /// One step of every slot with a gradient: fused on a GPU when every parameter qualifies
+    /// ([`Params::fusable`]), else one update per parameter (after [`clip_grad_norm`] on a copy
+    /// of `grads` when clipping). Returns the norm when clipping.
+    fn step(
+        &mut self,
+        grads: &Gradients,
+        clip: Option<f32>,
+        n_states: usize,
+        entry: &'static str,
+        p: OptimParams,
+        cpu: impl Fn(&mut [f32], &[f32], &mut [&mut Vec<f32>]),
+    ) -> Result<Option<Tensor>> {
+        no_grad(|| {
+            if let Some(fused_grads) = self.fusable(grads)? {
+                return self.fused_step(&fused_grads, n_states, entry, p, clip);
+            }
+            let clipped;
+            let (grads, norm) = match clip {
+                Some(max_norm) => {
+                    let mut g = grads.clone();
+                    let params: Vec<Tensor> = self.slots.iter().map(|s| s.param.clone()).collect();
+                    let norm = clip_grad_norm(&mut g, &params, max_norm)?;
+                    clipped = g;
+                    (&clipped, Some(norm))
+                }
+                None => (grads, None),
+            };
+            for slot in &mut self.slots {
+                if let Some(g) = grads.get(&slot.param) {
+                    update(slot, g, n_states, entry, p, &cpu)?;
+                }
+            }
+            Ok(norm)
+        })
+    }
 }
 
 fn slots(params: impl IntoIterator<Item = (String, Tensor)>) -> Vec<Slot> {
@@ -47,7 +260,7 @@ fn update(
     n_states: usize,
     entry: &'static str,
     p: OptimParams,
-    cpu: impl Fn(&mut [f32], &[f32], &mut [&mut Vec<f32>]),
+    cpu: &impl Fn(&mut [f32], &[f32], &mut [&mut Vec<f32>]),
 ) -> Result<()> {
     const OP: &str = "optimizer step";
     if grad.dims() != slot.param.dims() {
@@ -171,7 +384,7 @@ fn load_slots(
 /// weight decay, as in PyTorch's `torch.optim.SGD`:
 /// `g = grad + wd·p; buf = μ·buf + (1-τ)·g; g = nesterov ? g + μ·buf : buf; p -= lr·g`.
 pub struct Sgd {
-    slots: Vec<Slot>,
+    params: Params,
     lr: f32,
     momentum: f32,
     dampening: f32,
@@ -183,7 +396,7 @@ impl Sgd {
     /// Plain SGD over named parameters (e.g. `model.parameters()`).
     pub fn new(params: impl IntoIterator<Item = (String, Tensor)>, lr: f32) -> Sgd {
         Sgd {
-            slots: slots(params),
+            params: Params::new(params),
             lr,
             momentum: 0.0,
             dampening: 0.0,
@@ -213,8 +426,9 @@ impl Sgd {
     }
 }
 
-impl Optimizer for Sgd {
-    fn step(&mut self, grads: &Gradients) -> Result<()> {
+impl Sgd {
+    /// One step; `clip` as in [`Optimizer::step_clipped`].
+    fn run(&mut self, grads: &Gradients, clip: Option<f32>) -> Result<Option<Tensor>> {
         let p = OptimParams {
             nesterov: self.nesterov as u32,
             lr: self.lr,
@@ -231,26 +445,27 @@ impl Optimizer for Sgd {
             self.nesterov,
         );
         // The kernel binds the momentum buffer even when μ = 0 (WGSL bindings are static).
-        let n_states = 1;
-        no_grad(|| {
-            for slot in &mut self.slots {
-                let Some(g) = grads.get(&slot.param) else {
-                    continue;
-                };
-                update(slot, g, n_states, "sgd_step", p, |x, g, st| {
-                    for i in 0..x.len() {
-                        let mut gi = g[i] + wd * x[i];
-                        if mu != 0.0 {
-                            let buf = mu * st[0][i] + (1.0 - tau) * gi;
-                            st[0][i] = buf;
-                            gi = if nesterov { gi + mu * buf } else { buf };
-                        }
-                        x[i] -= lr * gi;
-                    }
-                })?;
+        self.params.step(grads, clip, 1, "sgd_step", p, |x, g, st| {
+            for i in 0..x.len() {
+                let mut gi = g[i] + wd * x[i];
+                if mu != 0.0 {
+                    let buf = mu * st[0][i] + (1.0 - tau) * gi;
+                    st[0][i] = buf;
+                    gi = if nesterov { gi + mu * buf } else { buf };
+                }
+                x[i] -= lr * gi;
             }
-            Ok(())
         })
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, grads: &Gradients) -> Result<()> {
+        self.run(grads, None).map(|_| ())
+    }
+    fn step_clipped(&mut self, grads: &Gradients, max_norm: f32) -> Result<Tensor> {
+        self.run(grads, Some(max_norm))
+            .map(|n| n.expect("wgml bug: a clipped step returns the norm"))
     }
     fn lr(&self) -> f32 {
         self.lr
@@ -259,10 +474,10 @@ impl Optimizer for Sgd {
         self.lr = lr;
     }
     fn state(&self) -> Vec<(String, Tensor)> {
-        state_entries(&self.slots, &["momentum_buffer"], None)
+        state_entries(&self.params.slots, &["momentum_buffer"], None)
     }
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        load_slots(&mut self.slots, &["momentum_buffer"], state).map(|_| ())
+        load_slots(&mut self.params.slots, &["momentum_buffer"], state).map(|_| ())
     }
 }
 
@@ -271,7 +486,7 @@ impl Optimizer for Sgd {
 /// `m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²; p -= lr·(m/(1-β1ᵗ)) / (√(v/(1-β2ᵗ)) + ε)`,
 /// where AdamW first scales `p *= 1 - lr·wd` and Adam instead adds `wd·p` to `g`.
 pub struct Adam {
-    slots: Vec<Slot>,
+    params: Params,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -285,7 +500,7 @@ impl Adam {
     /// Adam with PyTorch's defaults (β = (0.9, 0.999), ε = 1e-8, no weight decay).
     pub fn new(params: impl IntoIterator<Item = (String, Tensor)>, lr: f32) -> Adam {
         Adam {
-            slots: slots(params),
+            params: Params::new(params),
             lr,
             beta1: 0.9,
             beta2: 0.999,
@@ -321,8 +536,9 @@ impl Adam {
     }
 }
 
-impl Optimizer for Adam {
-    fn step(&mut self, grads: &Gradients) -> Result<()> {
+impl Adam {
+    /// One step; `clip` as in [`Optimizer::step_clipped`].
+    fn run(&mut self, grads: &Gradients, clip: Option<f32>) -> Result<Option<Tensor>> {
         self.t += 1;
         let bc1 = 1.0 - (self.beta1 as f64).powi(self.t as i32);
         let bc2 = 1.0 - (self.beta2 as f64).powi(self.t as i32);
@@ -346,37 +562,40 @@ impl Optimizer for Adam {
             self.decoupled,
         );
         let (bc1, bc2) = (bc1 as f32, bc2 as f32);
-        no_grad(|| {
-            for slot in &mut self.slots {
-                let Some(g) = grads.get(&slot.param) else {
-                    continue;
-                };
-                update(slot, g, 2, "adam_step", p, |x, g, st| {
-                    use rayon::prelude::*;
-                    let (m, v) = st.split_at_mut(1);
-                    let (m, v) = (&mut m[0][..x.len()], &mut v[0][..x.len()]);
-                    const CH: usize = 1 << 14;
-                    x.par_chunks_mut(CH)
-                        .zip(g.par_chunks(CH))
-                        .zip(m.par_chunks_mut(CH).zip(v.par_chunks_mut(CH)))
-                        .for_each(|((x, g), (m, v))| {
-                            for i in 0..x.len() {
-                                let mut xi = x[i];
-                                let mut gi = g[i];
-                                if decoupled {
-                                    xi *= 1.0 - lr * wd;
-                                } else {
-                                    gi += wd * xi;
-                                }
-                                m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                                x[i] = xi - lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+        self.params
+            .step(grads, clip, 2, "adam_step", p, |x, g, st| {
+                use rayon::prelude::*;
+                let (m, v) = st.split_at_mut(1);
+                let (m, v) = (&mut m[0][..x.len()], &mut v[0][..x.len()]);
+                const CH: usize = 1 << 14;
+                x.par_chunks_mut(CH)
+                    .zip(g.par_chunks(CH))
+                    .zip(m.par_chunks_mut(CH).zip(v.par_chunks_mut(CH)))
+                    .for_each(|((x, g), (m, v))| {
+                        for i in 0..x.len() {
+                            let mut xi = x[i];
+                            let mut gi = g[i];
+                            if decoupled {
+                                xi *= 1.0 - lr * wd;
+                            } else {
+                                gi += wd * xi;
                             }
-                        });
-                })?;
-            }
-            Ok(())
-        })
+                            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                            x[i] = xi - lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+                        }
+                    });
+            })
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, grads: &Gradients) -> Result<()> {
+        self.run(grads, None).map(|_| ())
+    }
+    fn step_clipped(&mut self, grads: &Gradients, max_norm: f32) -> Result<Tensor> {
+        self.run(grads, Some(max_norm))
+            .map(|n| n.expect("wgml bug: a clipped step returns the norm"))
     }
     fn lr(&self) -> f32 {
         self.lr
@@ -385,10 +604,10 @@ impl Optimizer for Adam {
         self.lr = lr;
     }
     fn state(&self) -> Vec<(String, Tensor)> {
-        state_entries(&self.slots, &["exp_avg", "exp_avg_sq"], Some(self.t))
+        state_entries(&self.params.slots, &["exp_avg", "exp_avg_sq"], Some(self.t))
     }
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        if let Some(t) = load_slots(&mut self.slots, &["exp_avg", "exp_avg_sq"], state)? {
+        if let Some(t) = load_slots(&mut self.params.slots, &["exp_avg", "exp_avg_sq"], state)? {
             self.t = t;
         }
         Ok(())

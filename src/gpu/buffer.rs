@@ -7,7 +7,7 @@
 use super::context::{GpuContext, INDEX_ERROR_BYTES};
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Bytes the pool keeps for reuse before it starts freeing returned buffers.
 const MAX_POOLED_BYTES: u64 = 2 << 30;
@@ -48,26 +48,15 @@ fn size_class(bytes: u64) -> u64 {
     b.div_ceil(step) * step
 }
 
-/// A device buffer owned by one storage; it returns to the pool when the last tensor using it
-/// drops. Commands already recorded against it stay valid: reuse is ordered on the one queue.
-pub(crate) struct GpuBuffer {
+/// A pooled device buffer; it returns to the pool when its last holder drops it. Commands
+/// already recorded against it stay valid: reuse is ordered on the one queue.
+pub(crate) struct Lease {
     buffer: Option<wgpu::Buffer>,
     class: u64,
     ctx: Arc<GpuContext>,
 }
 
-impl GpuBuffer {
-    pub(crate) fn raw(&self) -> &wgpu::Buffer {
-        self.buffer
-            .as_ref()
-            .expect("wgml bug: buffer used after release")
-    }
-    pub(crate) fn ctx(&self) -> &Arc<GpuContext> {
-        &self.ctx
-    }
-}
-
-impl Drop for GpuBuffer {
+impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(buf) = self.buffer.take() {
             let mut pool = self.ctx.pool.lock().unwrap();
@@ -85,15 +74,105 @@ impl Drop for GpuBuffer {
     }
 }
 
-/// Allocates room for `words` 4-byte elements (contents undefined).
-pub(crate) fn alloc(
+impl Lease {
+    pub(crate) fn ctx(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer
+            .as_ref()
+            .expect("wgml bug: buffer used after release")
+    }
+}
+
+/// What a kernel binds, or a copy reads or writes: a buffer and the byte range of one tensor's
+/// words in it (all of it, for a tensor with a buffer of its own).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Binding {
+    pub(crate) buffer: wgpu::Buffer,
+    /// Byte offset of word 0 (a multiple of the device's storage-offset alignment).
+    pub(crate) offset: u64,
+    /// Bytes bound, `None` for the rest of the buffer.
+    pub(crate) size: Option<std::num::NonZeroU64>,
+}
+
+impl Binding {
+    /// All of `buffer`.
+    pub(crate) fn whole(buffer: &wgpu::Buffer) -> Binding {
+        Binding {
+            buffer: buffer.clone(),
+            offset: 0,
+            size: None,
+        }
+    }
+
+    /// The resource for a bind group entry.
+    pub(crate) fn resource(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: self.size,
+        })
+    }
+}
+
+/// Where a storage's words are: a lease of its own, or a range of a lease shared with other
+/// storages (parameters packed side by side for a fused optimizer step, see `gpu::flat`).
+#[derive(Clone)]
+pub(crate) struct Place {
+    pub(crate) lease: Arc<Lease>,
+    /// Byte offset and bytes; `size` is `None` for a lease of its own.
+    pub(crate) offset: u64,
+    pub(crate) size: Option<std::num::NonZeroU64>,
+}
+
+/// The device words of one storage. Its place can move (into a flat buffer shared with other
+/// parameters) without the tensors that hold it noticing: every use reads the place anew.
+pub(crate) struct GpuBuffer {
+    place: RwLock<Place>,
+    ctx: Arc<GpuContext>,
+}
+
+impl GpuBuffer {
+    /// What a kernel binds for this storage (one cheap handle clone).
+    pub(crate) fn binding(&self) -> Binding {
+        let p = self.place.read().unwrap();
+        Binding {
+            buffer: p.lease.buffer().clone(),
+            offset: p.offset,
+            size: p.size,
+        }
+    }
+    pub(crate) fn ctx(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+    /// The current place.
+    pub(crate) fn place(&self) -> Place {
+        self.place.read().unwrap().clone()
+    }
+    /// Moves the storage to `place`, whose contents the caller has made equal to the old
+    /// place's (in order with every recorded command).
+    pub(crate) fn move_to(&self, place: Place) {
+        *self.place.write().unwrap() = place;
+    }
+    /// A storage at `place` (a range of a shared lease).
+    pub(crate) fn at(ctx: &Arc<GpuContext>, place: Place) -> Arc<GpuBuffer> {
+        Arc::new(GpuBuffer {
+            place: RwLock::new(place),
+            ctx: ctx.clone(),
+        })
+    }
+}
+
+/// A fresh pooled lease of at least `bytes` (contents undefined); `Err(TooLarge)` past the
+/// device's binding limit.
+pub(crate) fn lease(
     ctx: &Arc<GpuContext>,
-    words: usize,
+    bytes: u64,
     op: &'static str,
     shape: &[usize],
-) -> Result<Arc<GpuBuffer>> {
+) -> Result<Arc<Lease>> {
     ctx.check_alive(op)?;
-    let bytes = (words as u64).saturating_mul(4);
     let limit = ctx.max_binding_bytes();
     if bytes > limit {
         return Err(Error::TooLarge {
@@ -124,11 +203,29 @@ pub(crate) fn alloc(
         }
     };
     pool.stats.live_bytes += class;
-    Ok(Arc::new(GpuBuffer {
+    Ok(Arc::new(Lease {
         buffer: Some(buffer),
         class,
         ctx: ctx.clone(),
     }))
+}
+
+/// Allocates room for `words` 4-byte elements (contents undefined).
+pub(crate) fn alloc(
+    ctx: &Arc<GpuContext>,
+    words: usize,
+    op: &'static str,
+    shape: &[usize],
+) -> Result<Arc<GpuBuffer>> {
+    let lease = lease(ctx, (words as u64).saturating_mul(4), op, shape)?;
+    Ok(GpuBuffer::at(
+        ctx,
+        Place {
+            lease,
+            offset: 0,
+            size: None,
+        },
+    ))
 }
 
 /// Uploads 4-byte words. The copy is recorded in the pending encoder, so it is ordered after
@@ -150,7 +247,10 @@ pub(crate) fn upload(
                 usage: wgpu::BufferUsages::COPY_SRC,
             });
         let bytes = words.len() as u64 * 4;
-        ctx.with_encoder(|enc| enc.copy_buffer_to_buffer(&staging, 0, buf.raw(), 0, bytes));
+        let dst = buf.binding();
+        ctx.with_encoder(|enc| {
+            enc.copy_buffer_to_buffer(&staging, 0, &dst.buffer, dst.offset, bytes)
+        });
     }
     Ok(buf)
 }
@@ -165,12 +265,13 @@ pub(crate) fn copy_words(
     words: usize,
 ) {
     if words > 0 {
+        let (s, d) = (src.binding(), dst.binding());
         dst.ctx().with_encoder(|enc| {
             enc.copy_buffer_to_buffer(
-                src.raw(),
-                src_off as u64 * 4,
-                dst.raw(),
-                dst_off as u64 * 4,
+                &s.buffer,
+                s.offset + src_off as u64 * 4,
+                &d.buffer,
+                d.offset + dst_off as u64 * 4,
                 words as u64 * 4,
             )
         });
@@ -180,8 +281,13 @@ pub(crate) fn copy_words(
 /// Sets `words` words from `offset` to zero, in order with the pending work.
 pub(crate) fn clear(buf: &GpuBuffer, offset_words: usize, words: usize) {
     if words > 0 {
+        let b = buf.binding();
         buf.ctx().with_encoder(|enc| {
-            enc.clear_buffer(buf.raw(), offset_words as u64 * 4, Some(words as u64 * 4))
+            enc.clear_buffer(
+                &b.buffer,
+                b.offset + offset_words as u64 * 4,
+                Some(words as u64 * 4),
+            )
         });
     }
 }
@@ -195,6 +301,7 @@ fn staging_copy(
     words: usize,
 ) -> wgpu::Buffer {
     let bytes = words as u64 * 4;
+    let src = buf.map(GpuBuffer::binding);
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("wgml read-back"),
         size: bytes + INDEX_ERROR_BYTES,
@@ -202,8 +309,14 @@ fn staging_copy(
         mapped_at_creation: false,
     });
     ctx.with_encoder(|enc| {
-        if let (Some(buf), true) = (buf, words > 0) {
-            enc.copy_buffer_to_buffer(buf.raw(), offset_words as u64 * 4, &staging, 0, bytes);
+        if let (Some(b), true) = (&src, words > 0) {
+            enc.copy_buffer_to_buffer(
+                &b.buffer,
+                b.offset + offset_words as u64 * 4,
+                &staging,
+                0,
+                bytes,
+            );
         }
         enc.copy_buffer_to_buffer(
             ctx.index_error_buffer(),

@@ -47,7 +47,7 @@ pub(crate) fn run(
         entry,
         constants: &[("WG", WG as f64)],
         params: bytemuck::bytes_of(&params),
-        buffers: &[out.raw(), src.raw()],
+        buffers: &[out.binding(), src.binding()],
         grid: ctx.grid_1d(threads.div_ceil(WG), entry)?,
     })
 }

@@ -109,8 +109,8 @@ fn run(
     let layouts: Vec<&Layout> = inputs.iter().map(|v| v.1).collect();
     let params = pack(op, out.1, &layouts, scalars)?;
     let ctx = out.0.ctx();
-    let mut buffers = vec![out.0.raw()];
-    buffers.extend(inputs.iter().map(|v| v.0.raw()));
+    let mut buffers = vec![out.0.binding()];
+    buffers.extend(inputs.iter().map(|v| v.0.binding()));
     ctx.launch(Launch {
         shader: &ELEMENTWISE,
         entry,
@@ -140,8 +140,8 @@ pub(crate) fn to_f16(
     let layouts: Vec<&Layout> = inputs.iter().map(|(v, _)| v.1).collect();
     let params = pack(op, &lo, &layouts, scalars)?;
     let ctx = out.ctx();
-    let mut buffers = vec![out.raw()];
-    buffers.extend(inputs.iter().map(|(v, _)| v.0.raw()));
+    let mut buffers = vec![out.binding()];
+    buffers.extend(inputs.iter().map(|(v, _)| v.0.binding()));
     let flag = |i: usize| inputs.get(i).is_none_or(|(_, h)| *h);
     ctx.launch(Launch {
         shader: &ELEMENTWISE,

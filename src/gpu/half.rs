@@ -106,7 +106,7 @@ pub(crate) fn cast(
         entry: if to_f32 { "to_f32" } else { "to_f16" },
         constants: if to_f32 { &[] } else { &constants },
         params: bytemuck::bytes_of(&p),
-        buffers: &[dst.raw(), src.0.raw()],
+        buffers: &[dst.binding(), src.0.binding()],
         grid: ctx.grid_1d(invocations.div_ceil(WG), OP)?,
     })
 }

@@ -4,6 +4,7 @@ use super::buffer::{self, GpuBuffer};
 use super::elementwise::{StridedU, View, MAX_RANK};
 use super::kernel::{Launch, INDEX};
 use crate::cpu::index::along_dim;
+use crate::gpu::buffer::Binding;
 use crate::shape::{collapse_joint, Layout, Shape};
 use crate::{Error, Result};
 
@@ -86,10 +87,10 @@ pub(crate) fn gather(
         constants: &[("WG", WG as f64)],
         params: bytemuck::bytes_of(&params),
         buffers: &[
-            out.raw(),
-            src.0.raw(),
-            idx.0.raw(),
-            ctx.index_error_buffer(),
+            out.binding(),
+            src.0.binding(),
+            idx.0.binding(),
+            Binding::whole(ctx.index_error_buffer()),
         ],
         grid: ctx.grid_1d(n.div_ceil(WG), op)?,
     })
@@ -123,7 +124,11 @@ pub(crate) fn one_hot(
         entry: "one_hot",
         constants: &[("WG", WG as f64)],
         params: bytemuck::bytes_of(&params),
-        buffers: &[out.raw(), labels.0.raw(), ctx.index_error_buffer()],
+        buffers: &[
+            out.binding(),
+            labels.0.binding(),
+            Binding::whole(ctx.index_error_buffer()),
+        ],
         grid: ctx.grid_1d(n.div_ceil(WG), op)?,
     })
 }
@@ -179,7 +184,7 @@ pub(crate) fn scatter_add(
         entry: "scatter_add",
         constants: &[("WG", WG as f64)],
         params: bytemuck::bytes_of(&params),
-        buffers: &[out.raw(), grad.0.raw(), idx.0.raw()],
+        buffers: &[out.binding(), grad.0.binding(), idx.0.binding()],
         grid: ctx.grid_1d(n.div_ceil(WG), op)?,
     })
 }

@@ -1,6 +1,7 @@
 //! WGSL shader files, the pipeline cache keyed by (shader, entry point, constants), and
 //! `launch`: one dispatch recorded into the pending encoder.
 
+use super::buffer::Binding;
 use super::context::GpuContext;
 use super::layout::{Layouts, SharedLayout, UNIFORM_BINDING};
 use crate::{Error, Result};
@@ -133,7 +134,7 @@ pub(crate) struct Launch<'a> {
     pub(crate) entry: &'static str,
     pub(crate) constants: &'a [(&'static str, f64)],
     pub(crate) params: &'a [u8],
-    pub(crate) buffers: &'a [&'a wgpu::Buffer],
+    pub(crate) buffers: &'a [Binding],
     pub(crate) grid: [u32; 3],
 }
 
@@ -258,7 +259,7 @@ impl GpuContext {
     /// Records one dispatch into the pending compute pass: its parameters go to the uniform
     /// ring, its bind group comes from the cache when the same buffers come back. Nothing
     /// waits here.
-    pub(crate) fn launch(&self, l: Launch<'_>) -> Result<()> {
+    pub(crate) fn launch(self: &Arc<Self>, l: Launch<'_>) -> Result<()> {
         self.check_alive(l.entry)?;
         DISPATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (pipeline, layout) = self.pipeline(l.shader, l.entry, l.constants)?;
@@ -272,8 +273,66 @@ impl GpuContext {
         if l.grid.contains(&0) {
             return Ok(());
         }
-        self.record_dispatch(&pipeline, &layout, l.params, l.buffers, l.grid);
+        if l.buffers.len() != layout.storage.len() {
+            return Err(Error::Gpu(format!(
+                "wgml bug: {}::{} binds {} storage buffers, its shader {}",
+                l.shader.name,
+                l.entry,
+                l.buffers.len(),
+                layout.storage.len()
+            )));
+        }
+        let unaliased;
+        let writable: Vec<bool> = layout.storage.iter().map(|&(_, w)| w).collect();
+        let buffers = match self.unalias(l.buffers, &writable, l.entry)? {
+            Some(b) => {
+                unaliased = b;
+                &unaliased[..]
+            }
+            None => l.buffers,
+        };
+        self.record_dispatch(&pipeline, &layout, l.params, buffers, l.grid);
         Ok(())
+    }
+
+    /// `None` when no buffer is bound twice with one of the bindings written; else the
+    /// bindings with each read-only one that shares a written buffer replaced by a copy of its
+    /// words. WebGPU validates usage per buffer, not per range, and storages packed side by side
+    /// (`gpu::flat`) share a buffer: writing one parameter from another is legal for a user.
+    fn unalias(
+        self: &Arc<Self>,
+        buffers: &[Binding],
+        writable: &[bool],
+        entry: &'static str,
+    ) -> Result<Option<Vec<Binding>>> {
+        let written_twice = |i: usize| {
+            (0..buffers.len())
+                .any(|j| j != i && writable[j] && buffers[j].buffer == buffers[i].buffer)
+        };
+        if !(0..buffers.len()).any(written_twice) {
+            return Ok(None);
+        }
+        let mut out = buffers.to_vec();
+        for (i, b) in buffers.iter().enumerate() {
+            if !written_twice(i) {
+                continue;
+            }
+            if writable[i] {
+                return Err(Error::Gpu(format!(
+                    "wgml bug: {entry} writes two ranges of one buffer in one dispatch"
+                )));
+            }
+            let bytes = b.size.map_or(b.buffer.size() - b.offset, |s| s.get());
+            let lease = super::buffer::lease(self, bytes, entry, &[])?;
+            let copy = Binding::whole(lease.buffer());
+            self.with_encoder(|enc| {
+                enc.copy_buffer_to_buffer(&b.buffer, b.offset, &copy.buffer, 0, bytes)
+            });
+            out[i] = copy;
+            // The lease goes back to the pool after this launch; its reuse is ordered after
+            // the dispatch on the queue.
+        }
+        Ok(Some(out))
     }
 
     /// A grid of `workgroups` workgroups folded into 2-D when it exceeds the per-dimension

@@ -4,8 +4,8 @@
 //! kernel serves every kernel that binds the same buffers the same way.
 //!
 //! Binding 0 is always the kernel's parameters: a uniform with a dynamic offset into the
-//! device's uniform ring (see `kernel.rs`). Bindings 1.. are storage buffers in binding order,
-//! the order launchers list them in.
+//! device's uniform ring (see `recorder.rs`). The storage bindings follow in binding order,
+//! the order launchers list their buffers in.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -118,6 +118,9 @@ pub(crate) fn signature(source: &str, entry: &str) -> Signature {
 /// same [`Signature`]; `id` keys the bind-group cache.
 pub(crate) struct SharedLayout {
     pub(crate) id: u32,
+    /// The storage bindings in order, and whether each is written: the launcher's buffers
+    /// go to these binding numbers, in this order.
+    pub(crate) storage: Vec<(u32, bool)>,
     pub(crate) group: wgpu::BindGroupLayout,
     pub(crate) pipeline: wgpu::PipelineLayout,
 }
@@ -176,6 +179,7 @@ impl Layouts {
                 });
                 std::sync::Arc::new(SharedLayout {
                     id,
+                    storage: sig.iter().map(|&(b, read_only)| (b, !read_only)).collect(),
                     group,
                     pipeline,
                 })

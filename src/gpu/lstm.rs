@@ -5,6 +5,7 @@ use super::buffer::{self, GpuBuffer};
 use super::kernel::{Launch, LSTM};
 use crate::cpu::lstm::Dims;
 use crate::cpu::matmul::Mkn;
+use crate::gpu::buffer::Binding;
 use crate::op::UnaryOp;
 use crate::shape::{Layout, Shape};
 use crate::Result;
@@ -49,7 +50,7 @@ fn cell(entry: &'static str, d: Dims, t: usize, p: Params, buffers: &[&GpuBuffer
         steps: d.t as u32,
         ..p
     };
-    let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| b.raw()).collect();
+    let raw: Vec<Binding> = buffers.iter().map(|b| b.binding()).collect();
     ctx.launch(Launch {
         shader: &LSTM,
         entry,

@@ -269,7 +269,7 @@ pub(crate) fn matmul(
         entry: "matmul",
         constants: &constants(&c, trans_a, trans_b),
         params: bytemuck::bytes_of(&p),
-        buffers: &[out.raw(), a.0.raw(), b.0.raw()],
+        buffers: &[out.binding(), a.0.binding(), b.0.binding()],
         grid: ctx.grid_1d(prep.workgroups, OP)?,
     })
 }

@@ -6,6 +6,7 @@ pub mod context;
 pub(crate) mod conv;
 pub(crate) mod coop;
 pub(crate) mod elementwise;
+pub(crate) mod flat;
 pub mod half;
 pub(crate) mod index;
 pub(crate) mod kernel;

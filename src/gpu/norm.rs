@@ -62,11 +62,11 @@ pub(crate) fn forward(
     };
     // An absent weight or bias binds x (read-only twice is allowed); the flag skips the read.
     let buffers = [
-        y.raw(),
-        x.0.raw(),
-        w.unwrap_or(x.0).raw(),
-        b.unwrap_or(x.0).raw(),
-        stats.raw(),
+        y.binding(),
+        x.0.binding(),
+        w.unwrap_or(x.0).binding(),
+        b.unwrap_or(x.0).binding(),
+        stats.binding(),
     ];
     ctx.launch(Launch {
         shader: &NORM,
@@ -110,7 +110,13 @@ pub(crate) fn backward_dx(
             &dummy
         }
     };
-    let buffers = [dx.raw(), x.0.raw(), stats.raw(), dy.0.raw(), w.raw()];
+    let buffers = [
+        dx.binding(),
+        x.0.binding(),
+        stats.binding(),
+        dy.0.binding(),
+        w.binding(),
+    ];
     ctx.launch(Launch {
         shader: &NORM,
         entry: "layer_norm_backward_dx",
@@ -144,7 +150,12 @@ pub(crate) fn backward_params(
         col_blocks: col_blocks as u32,
         ..Default::default()
     };
-    let buffers = [partial.raw(), x.0.raw(), stats.raw(), dy.0.raw()];
+    let buffers = [
+        partial.binding(),
+        x.0.binding(),
+        stats.binding(),
+        dy.0.binding(),
+    ];
     ctx.launch(Launch {
         shader: &NORM,
         entry: "layer_norm_backward_params",

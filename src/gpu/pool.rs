@@ -2,6 +2,7 @@
 
 use super::buffer::GpuBuffer;
 use super::kernel::{Launch, POOL};
+use crate::gpu::buffer::Binding;
 use crate::shape::Pool2d;
 use crate::Result;
 
@@ -49,7 +50,7 @@ pub(crate) fn run(
         _pad: 0,
     };
     let ctx = buffers[0].ctx();
-    let raw: Vec<&wgpu::Buffer> = buffers.iter().map(|b| b.raw()).collect();
+    let raw: Vec<Binding> = buffers.iter().map(|b| b.binding()).collect();
     ctx.launch(Launch {
         shader: &POOL,
         entry,

@@ -9,6 +9,7 @@
 //! on the hot path: one dispatch is a pipeline change, a bind group with a dynamic offset and a
 //! dispatch, all in the pass that stays open until a copy or a submit needs the encoder.
 
+use super::buffer::Binding;
 use super::context::GpuContext;
 use super::layout::{SharedLayout, UNIFORM_BINDING};
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ const MAX_BIND_GROUPS: usize = 4096;
 /// is the same for every group).
 struct GroupKey {
     layout: u32,
-    buffers: Vec<wgpu::Buffer>,
+    buffers: Vec<Binding>,
 }
 
 /// See the module docs.
@@ -43,7 +44,7 @@ pub(crate) struct Recorder {
     group_count: usize,
 }
 
-fn group_hash(layout: u32, buffers: &[&wgpu::Buffer]) -> u64 {
+fn group_hash(layout: u32, buffers: &[Binding]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     layout.hash(&mut h);
@@ -73,7 +74,7 @@ impl Recorder {
         &mut self,
         ctx: &GpuContext,
         layout: &SharedLayout,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[Binding],
     ) -> wgpu::BindGroup {
         let stale = ctx
             .groups_stale
@@ -86,7 +87,7 @@ impl Recorder {
         let same = |k: &GroupKey| {
             k.layout == layout.id
                 && k.buffers.len() == buffers.len()
-                && k.buffers.iter().zip(buffers).all(|(a, b)| a == *b)
+                && k.buffers.iter().zip(buffers).all(|(a, b)| a == b)
         };
         if let Some((_, g)) = self
             .groups
@@ -104,11 +105,10 @@ impl Recorder {
                 size: std::num::NonZeroU64::new(UNIFORM_BINDING),
             }),
         });
-        // Storage bindings are 1..=n in the order the launcher lists the buffers.
-        for (i, b) in buffers.iter().enumerate() {
+        for (&(binding, _), b) in layout.storage.iter().zip(buffers) {
             entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
+                binding,
+                resource: b.resource(),
             });
         }
         let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -118,7 +118,7 @@ impl Recorder {
         });
         let key = GroupKey {
             layout: layout.id,
-            buffers: buffers.iter().map(|b| (*b).clone()).collect(),
+            buffers: buffers.to_vec(),
         };
         self.groups
             .entry(hash)
@@ -148,7 +148,7 @@ impl GpuContext {
         pipeline: &wgpu::ComputePipeline,
         layout: &SharedLayout,
         params: &[u8],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[Binding],
         grid: [u32; 3],
     ) {
         let align = self.limits.min_uniform_buffer_offset_alignment.max(16) as u64;

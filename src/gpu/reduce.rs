@@ -144,7 +144,7 @@ fn reduce_rows(op: ReduceOp, x: Rows<'_>, out: &GpuBuffer, scale: f32) -> Result
             entry: "reduce_thread",
             constants: &[("OP", code), ("WG", THREAD_WG as f64)],
             params: bytemuck::bytes_of(&p),
-            buffers: &[out.raw(), x.buf.raw()],
+            buffers: &[out.binding(), x.buf.binding()],
             grid: ctx.grid_1d(x.rows.div_ceil(THREAD_WG), "reduce")?,
         });
     }
@@ -158,7 +158,7 @@ fn reduce_rows(op: ReduceOp, x: Rows<'_>, out: &GpuBuffer, scale: f32) -> Result
             entry: "reduce_wg",
             constants: &constants,
             params: bytemuck::bytes_of(&p),
-            buffers: &[out.raw(), x.buf.raw()],
+            buffers: &[out.binding(), x.buf.binding()],
             grid: ctx.grid_1d(x.rows, "reduce")?,
         });
     }
@@ -183,7 +183,7 @@ fn reduce_rows(op: ReduceOp, x: Rows<'_>, out: &GpuBuffer, scale: f32) -> Result
         entry: "reduce_wg",
         constants: &constants,
         params: bytemuck::bytes_of(&p),
-        buffers: &[partial.raw(), x.buf.raw()],
+        buffers: &[partial.binding(), x.buf.binding()],
         grid: ctx.grid_1d(n_part, "reduce")?,
     })?;
     // Pass 2: the partials are rows of their own (a sum of sums; mean scales only here).

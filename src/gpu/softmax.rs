@@ -42,8 +42,8 @@ fn run(
         dy_off: inputs.get(1).map_or(0, |r| r.1) as u32,
     };
     let ctx = out.ctx();
-    let mut buffers = vec![out.raw()];
-    buffers.extend(inputs.iter().map(|r| r.0.raw()));
+    let mut buffers = vec![out.binding()];
+    buffers.extend(inputs.iter().map(|r| r.0.binding()));
     ctx.launch(Launch {
         shader: &SOFTMAX,
         entry,

@@ -180,7 +180,13 @@ pub(crate) fn all(limits: &wgpu::Limits, subgroup_max: u32) -> Vec<Variant> {
     for entry in ["lstm_forward", "lstm_backward"] {
         add(&LSTM, entry, &wg(lstm::WG));
     }
-    for entry in ["sgd_step", "adam_step"] {
+    for entry in [
+        "sgd_step",
+        "adam_step",
+        "sgd_step_clipped",
+        "adam_step_clipped",
+        "sum_squares",
+    ] {
         add(&OPTIM, entry, &wg(optim::WG));
     }
     add(&HALF, "to_f32", &[]);

@@ -84,3 +84,10 @@ pub fn data(n: usize, seed: u64) -> Vec<f32> {
     let mut r = wgml::rng::Rng::new(seed);
     (0..n).map(|_| r.uniform() * 4.0 - 2.0).collect()
 }
+
+/// A process-wide lock for tests that count dispatches (`gpu::dispatch_count` counts every
+/// test's launches): every GPU test of such a file takes it.
+pub fn gpu_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
