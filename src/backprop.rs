@@ -318,7 +318,16 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             for (i, &p) in perm.iter().enumerate() {
                 inv[p] = i;
             }
-            one(x, dy.permute(&inv)?.contiguous()?)
+            // A view: the consumer copies it only if it must.
+            one(x, dy.permute(&inv)?)
+        }
+        Op::Narrow(x, dim, start) if dy.dtype() == DType::F32 => {
+            // Zeros (a clear, no kernel) with dy written into the narrowed range: one copy
+            // dispatch, where padding by `cat` copied the zeros too.
+            let g = Tensor::zeros(x.shape().clone(), dy.device())?;
+            g.narrow(*dim as isize, *start, dy.dims()[*dim])?
+                .assign(dy)?;
+            one(x, g)
         }
         Op::Narrow(x, dim, start) => {
             let d = *dim;

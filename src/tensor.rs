@@ -590,32 +590,37 @@ impl Tensor {
                 rhs: src.dims().to_vec(),
             });
         }
-        let src = src.to_device(self.device())?.dense()?;
-        if self.dtype() == DType::F16 {
-            return self.assign_f16(&src);
+        let mut src = src.to_device(self.device())?;
+        let same_storage = match (self.storage(), src.storage()) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
+            (Storage::Gpu(a), Storage::Gpu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if same_storage {
+            if self.layout() == src.layout() {
+                return Ok(());
+            }
+            // Reading and writing one storage at once: read from a copy.
+            src = src.copy()?;
         }
+        if self.dtype() == DType::F16 {
+            return self.assign_f16(&src.dense()?);
+        }
+        // Any strided source: the copy reads it in place.
         match (self.storage(), src.storage()) {
             (Storage::Cpu(dst), Storage::Cpu(s)) => {
-                if Arc::ptr_eq(dst, s) {
-                    return Ok(());
-                }
                 let s = s.read().unwrap();
                 let mut d = dst.write().unwrap();
-                for (o, v) in self.layout().offsets().zip(s.iter()) {
-                    d[o] = *v;
+                for (o, so) in self.layout().offsets().zip(src.layout().offsets()) {
+                    d[o] = s[so];
                 }
                 Ok(())
             }
-            (Storage::Gpu(dst), Storage::Gpu(s)) => {
-                if Arc::ptr_eq(dst, s) {
-                    return Ok(());
-                }
-                crate::gpu::elementwise::unary(
-                    crate::op::UnaryOp::Copy,
-                    (s, src.layout()),
-                    (dst, self.layout()),
-                )
-            }
+            (Storage::Gpu(dst), Storage::Gpu(s)) => crate::gpu::elementwise::unary(
+                crate::op::UnaryOp::Copy,
+                (s, src.layout()),
+                (dst, self.layout()),
+            ),
             _ => unreachable!("moved to the same device"),
         }
     }

@@ -345,3 +345,33 @@ fn fused_state_round_trips_through_a_checkpoint() {
         );
     }
 }
+
+/// Packed parameters share one buffer: writing one from another (legal for a user, and a
+/// usage conflict for WebGPU within one dispatch) reads the source from a copy, and matmuls
+/// of two packed parameters read both in place.
+#[test]
+fn packed_parameters_can_be_written_from_each_other() {
+    let _g = common::gpu_lock();
+    let Some(dev) = common::gpu() else {
+        return;
+    };
+    let a = Tensor::from_vec(common::data(6, 1), [2, 3], &dev)
+        .unwrap()
+        .requires_grad();
+    let b = Tensor::from_vec(common::data(6, 2), [2, 3], &dev)
+        .unwrap()
+        .requires_grad();
+    let mut opt = Sgd::new(vec![("a".into(), a.clone()), ("b".into(), b.clone())], 0.1);
+    let mut grads = Gradients::default();
+    grads.insert(&a, Tensor::ones([2, 3], &dev).unwrap());
+    grads.insert(&b, Tensor::ones([2, 3], &dev).unwrap());
+    opt.step(&grads).unwrap();
+    let bv = b.to_vec().unwrap();
+    a.assign(&b).unwrap();
+    assert_eq!(a.to_vec().unwrap(), bv);
+    let ab = a.matmul(&b.t().unwrap()).unwrap().to_vec().unwrap();
+    let cpu = Tensor::from_vec(bv.clone(), [2, 3], &Device::cpu()).unwrap();
+    let want = cpu.matmul(&cpu.t().unwrap()).unwrap().to_vec().unwrap();
+    common::assert_close(&ab, &want, 1e-5, 1e-5, "a @ b^T of packed parameters");
+    dev.synchronize().unwrap();
+}

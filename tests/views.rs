@@ -394,3 +394,55 @@ fn views_gpu_matches_cpu_on_awkward_shapes() {
         });
     }
 }
+
+/// `assign` writes any strided source into any strided destination (the copy reads the source
+/// in place), and a source that shares the destination's storage is read before it is
+/// overwritten, on both devices.
+#[test]
+fn assign_from_strided_and_overlapping_sources() {
+    let mut devs = vec![Device::cpu()];
+    devs.extend(common::gpu());
+    for dev in devs {
+        let what = dev.name();
+        let x = Tensor::from_vec((0..12).map(|v| v as f32).collect(), [3, 4], &dev).unwrap();
+        // A transposed source into a narrowed destination.
+        let dst = Tensor::zeros([6, 3], &dev).unwrap();
+        dst.narrow(0, 1, 4)
+            .unwrap()
+            .assign(&x.t().unwrap())
+            .unwrap();
+        let mut want = vec![0.0; 18];
+        for i in 0..4 {
+            for j in 0..3 {
+                want[(i + 1) * 3 + j] = (j * 4 + i) as f32;
+            }
+        }
+        assert_eq!(
+            dst.to_vec().unwrap(),
+            want,
+            "{what}: transposed into narrowed"
+        );
+        // A broadcast source.
+        let row = Tensor::from_vec(vec![7.0, 8.0, 9.0], [3], &dev).unwrap();
+        dst.narrow(0, 0, 2)
+            .unwrap()
+            .assign(&row.broadcast_to([2, 3]).unwrap())
+            .unwrap();
+        assert_eq!(
+            dst.to_vec().unwrap()[..6],
+            [7.0, 8.0, 9.0, 7.0, 8.0, 9.0],
+            "{what}"
+        );
+        // Overlapping ranges of one storage: rows 0..2 <- rows 1..3 (shifted up by one).
+        let y = Tensor::from_vec((0..12).map(|v| v as f32).collect(), [4, 3], &dev).unwrap();
+        y.narrow(0, 0, 3)
+            .unwrap()
+            .assign(&y.narrow(0, 1, 3).unwrap())
+            .unwrap();
+        let want: Vec<f32> = (3..12).chain(9..12).map(|v| v as f32).collect();
+        assert_eq!(y.to_vec().unwrap(), want, "{what}: overlapping");
+        // Assigning a tensor to itself changes nothing.
+        y.assign(&y).unwrap();
+        assert_eq!(y.to_vec().unwrap(), want, "{what}: itself");
+    }
+}
