@@ -286,6 +286,32 @@ fn gpu_matches_cpu_forward_and_backward() {
             i: 16,
             h: 16,
         },
+        // Workgroups of 128 and 256 invocations in the whole-sequence kernels, idle lanes
+        // included; the largest H they take; the first that runs step by step.
+        Sz {
+            t: 4,
+            b: 3,
+            i: 5,
+            h: 65,
+        },
+        Sz {
+            t: 3,
+            b: 2,
+            i: 4,
+            h: 129,
+        },
+        Sz {
+            t: 2,
+            b: 2,
+            i: 3,
+            h: 256,
+        },
+        Sz {
+            t: 2,
+            b: 2,
+            i: 3,
+            h: 257,
+        },
     ]
     .into_iter()
     .enumerate()
@@ -308,24 +334,43 @@ fn gpu_matches_cpu_forward_and_backward() {
     }
 }
 
+/// Dispatches of one layer's forward and backward: for H up to 256 the recurrence is one
+/// whole-sequence dispatch each way, whatever T; beyond, a matmul and a cell kernel per step.
 #[test]
 fn gpu_layer_dispatches_per_step() {
     let _gpu = exclusive_gpu();
     let Some(gpu) = gpu() else { return };
-    let s = Sz {
-        t: 7,
-        b: 2,
-        i: 3,
-        h: 4,
-    };
-    let ts = tensors(&inputs(s, 5), s, &gpu, false);
-    run(&ts).unwrap(); // builds the pipelines
-    let before = wgml::gpu::dispatch_count();
-    let (y, _, _) = run(&ts).unwrap();
-    let used = wgml::gpu::dispatch_count() - before;
-    // The input projection, the copy of c0, then one matmul and one cell kernel per step.
-    assert_eq!(used, 2 + 2 * s.t as u64, "dispatches for T = {}", s.t);
-    assert_eq!(y.dims(), &[7, 2, 4]);
+    for (h, t) in [(4, 7), (4, 19), (257, 3)] {
+        let s = Sz { t, b: 2, i: 3, h };
+        let vals = inputs(s, 5);
+        let ts = tensors(&vals, s, &gpu, true);
+        let w = loss_weights(s, &gpu, 1);
+        loss(&ts, &w).unwrap().backward().unwrap(); // builds the pipelines
+        let before = wgml::gpu::dispatch_count();
+        let (y, _, _) = run(&ts).unwrap();
+        let forward = wgml::gpu::dispatch_count() - before;
+        assert_eq!(y.dims(), &[t, 2, h]);
+        let l = loss(&ts, &w).unwrap();
+        let before = wgml::gpu::dispatch_count();
+        l.backward().unwrap();
+        let backward = wgml::gpu::dispatch_count() - before;
+        if h <= 256 {
+            // The copy of c0, the input projection, the whole sequence.
+            assert_eq!(forward, 3, "forward dispatches for T = {t}, H = {h}");
+        } else {
+            // The copy of c0, the input projection, then a matmul and a cell per step.
+            assert_eq!(
+                forward,
+                2 + 2 * t as u64,
+                "forward dispatches for T = {t}, H = {h}"
+            );
+        }
+        eprintln!("T {t}, H {h}: {forward} dispatches forward, {backward} for the loss's backward");
+        if h <= 256 && t == 19 {
+            // Independent of T: the recurrence, and a few large products for the gradients.
+            assert!(backward < 20, "{backward} backward dispatches for T = {t}");
+        }
+    }
 }
 
 /// A stacked `Lstm` (3 layers, I != H, state given) on both devices: outputs, state and the

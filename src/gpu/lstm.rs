@@ -1,5 +1,6 @@
 //! Launchers for `shaders/lstm.wgsl`: one LSTM layer over a sequence, forward and backward
-//! through time, as per-step pairs of (matmul, fused cell) dispatches.
+//! through time: one whole-sequence dispatch each for H up to 256, else per-step pairs of
+//! (matmul, fused cell) dispatches.
 
 use super::buffer::{self, GpuBuffer};
 use super::kernel::{Launch, LSTM};
@@ -22,10 +23,46 @@ struct Params {
     dy_off: u32,
     bi_off: u32,
     bh_off: u32,
-    _pad: u32,
+    w_off: u32,
+    h0_off: u32,
+    _pad: [u32; 3],
 }
 
 pub(crate) const WG: usize = 64;
+/// The largest hidden size the whole-sequence kernels take (`SEQ_MAX_H` in the shader).
+pub(crate) const SEQ_MAX_H: usize = 256;
+
+/// The workgroup size of the whole-sequence kernels for hidden size `h` (one invocation per
+/// hidden unit, a power of two at least 64).
+pub(crate) fn seq_workgroup(h: usize) -> usize {
+    h.next_power_of_two().clamp(64, SEQ_MAX_H)
+}
+
+/// Whether one layer runs as one whole-sequence dispatch (forward and backward) on `ctx`:
+/// H up to 256 and a workgroup per batch row within one grid dimension.
+fn whole_sequence(d: Dims, limits: &wgpu::Limits) -> bool {
+    d.h <= SEQ_MAX_H && d.b <= limits.max_compute_workgroups_per_dimension as usize
+}
+
+/// One whole-sequence dispatch of `entry` over `buffers`, a workgroup per batch row.
+fn sequence(entry: &'static str, d: Dims, p: Params, buffers: &[&GpuBuffer]) -> Result<()> {
+    let ctx = buffers[0].ctx();
+    let params = Params {
+        batch: d.b as u32,
+        hidden: d.h as u32,
+        steps: d.t as u32,
+        ..p
+    };
+    let bindings: Vec<Binding> = buffers.iter().map(|b| b.binding()).collect();
+    ctx.launch(Launch {
+        shader: &LSTM,
+        entry,
+        constants: &[("WG", seq_workgroup(d.h) as f64)],
+        params: bytemuck::bytes_of(&params),
+        buffers: &bindings,
+        grid: [d.b as u32, 1, 1],
+    })
+}
 
 /// A buffer and the element offset where a dense tensor starts in it.
 pub(crate) type At<'a> = (&'a GpuBuffer, usize);
@@ -85,16 +122,27 @@ pub(crate) fn forward(
         (c0.0, &matrix(d.b, d.h, c0.1, false)),
         (&cs, &matrix(d.b, d.h, 0, false)),
     )?;
+    let p = Params {
+        bi_off: b_ih.1 as u32,
+        bh_off: b_hh.1 as u32,
+        w_off: w_hh.1 as u32,
+        h0_off: h0.1 as u32,
+        ..Default::default()
+    };
+    if whole_sequence(d, &ctx.limits) {
+        sequence(
+            "lstm_seq_forward",
+            d,
+            p,
+            &[&gates, &cs, &out, zx, w_hh.0, b_ih.0, b_hh.0, h0.0],
+        )?;
+        return Ok([out, gates, cs]);
+    }
     let w_t = matrix(g, d.h, w_hh.1, true);
     let mkn = Mkn {
         m: d.b,
         k: d.h,
         n: g,
-    };
-    let p = Params {
-        bi_off: b_ih.1 as u32,
-        bh_off: b_hh.1 as u32,
-        ..Default::default()
     };
     for t in 0..d.t {
         let (hb, ha) = if t == 0 {
@@ -137,6 +185,21 @@ pub(crate) fn backward(
     let (bh, g) = (d.b * d.h, 4 * d.h);
     let dz = buffer::alloc(ctx, d.t * d.b * g, OP, &[d.t, d.b, g])?;
     let dc = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
+    if whole_sequence(d, &ctx.limits) {
+        let dh0 = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
+        let p = Params {
+            dy_off: dy.1 as u32,
+            w_off: w_hh.1 as u32,
+            ..Default::default()
+        };
+        sequence(
+            "lstm_seq_backward",
+            d,
+            p,
+            &[&dz, &dc, &dh0, dy.0, gates, cs, w_hh.0],
+        )?;
+        return Ok([dz, dh0, dc]);
+    }
     // Not read at the last step (the kernel starts the carries from dy), but bound.
     let mut dh = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
     let w = matrix(g, d.h, w_hh.1, false);

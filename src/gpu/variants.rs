@@ -180,6 +180,11 @@ pub(crate) fn all(limits: &wgpu::Limits, subgroup_max: u32) -> Vec<Variant> {
     for entry in ["lstm_forward", "lstm_backward"] {
         add(&LSTM, entry, &wg(lstm::WG));
     }
+    for h in [1, 65, 129] {
+        for entry in ["lstm_seq_forward", "lstm_seq_backward"] {
+            add(&LSTM, entry, &wg(lstm::seq_workgroup(h)));
+        }
+    }
     for entry in [
         "sgd_step",
         "adam_step",
