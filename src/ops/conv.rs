@@ -72,25 +72,24 @@ impl Tensor {
         // [G, O/G, R] @ [G, R, L] -> [G, O/G, L], L = N·OH·OW.
         let cols = self.im2col_geom(g)?;
         let w = weight.reshape([groups, o / groups, g.rows()])?;
+        if let Some(b) = bias.filter(|b| b.dims() != [o]) {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: weight.dims().to_vec(),
+                rhs: b.dims().to_vec(),
+            });
+        }
         let y = w.matmul(&cols)?;
-        // [G, O/G, N, OH·OW] -> [N, G, O/G, OH·OW] = [N, O, OH, OW].
+        // [G, O/G, N, OH·OW] -> [N, G, O/G, OH·OW] = [N, O, OH, OW]: the permuted view is
+        // materialised by the bias add when there is a bias (one pass for both), else copied.
         let y = y
             .reshape([groups, o / groups, g.n, g.oh * g.ow])?
-            .permute(&[2, 0, 1, 3])?
-            .reshape([g.n, o, g.oh, g.ow])?;
-        match bias {
-            Some(b) => {
-                if b.dims() != [o] {
-                    return Err(Error::ShapeMismatch {
-                        op: OP,
-                        lhs: weight.dims().to_vec(),
-                        rhs: b.dims().to_vec(),
-                    });
-                }
-                y.add(&b.reshape([o, 1, 1])?)
-            }
-            None => Ok(y),
-        }
+            .permute(&[2, 0, 1, 3])?;
+        let y = match bias {
+            Some(b) => y.add(&b.reshape([1, groups, o / groups, 1])?)?,
+            None => y,
+        };
+        y.reshape([g.n, o, g.oh, g.ow])
     }
 
     /// The column matrix `[G, C/G·KH·KW, N·OH·OW]` of this NCHW input for a kernel of
