@@ -283,8 +283,7 @@ impl GpuContext {
             )));
         }
         let unaliased;
-        let writable: Vec<bool> = layout.storage.iter().map(|&(_, w)| w).collect();
-        let buffers = match self.unalias(l.buffers, &writable, l.entry)? {
+        let buffers = match self.unalias(l.buffers, &layout.storage, l.entry)? {
             Some(b) => {
                 unaliased = b;
                 &unaliased[..]
@@ -302,12 +301,13 @@ impl GpuContext {
     fn unalias(
         self: &Arc<Self>,
         buffers: &[Binding],
-        writable: &[bool],
+        storage: &[(u32, bool)],
         entry: &'static str,
     ) -> Result<Option<Vec<Binding>>> {
+        let writable = |j: usize| storage[j].1;
         let written_twice = |i: usize| {
             (0..buffers.len())
-                .any(|j| j != i && writable[j] && buffers[j].buffer == buffers[i].buffer)
+                .any(|j| j != i && writable(j) && buffers[j].buffer == buffers[i].buffer)
         };
         if !(0..buffers.len()).any(written_twice) {
             return Ok(None);
@@ -317,7 +317,7 @@ impl GpuContext {
             if !written_twice(i) {
                 continue;
             }
-            if writable[i] {
+            if writable(i) {
                 return Err(Error::Gpu(format!(
                     "wgml bug: {entry} writes two ranges of one buffer in one dispatch"
                 )));

@@ -46,7 +46,25 @@ fn whole_sequence(d: Dims, limits: &wgpu::Limits) -> bool {
 
 /// One whole-sequence dispatch of `entry` over `buffers`, a workgroup per batch row.
 fn sequence(entry: &'static str, d: Dims, p: Params, buffers: &[&GpuBuffer]) -> Result<()> {
-    let ctx = buffers[0].ctx();
+    run(entry, d, p, buffers, seq_workgroup(d.h), [d.b as u32, 1, 1])
+}
+
+/// One cell dispatch of `entry` at step `t`, an invocation per (batch row, hidden unit).
+fn cell(entry: &'static str, d: Dims, t: usize, p: Params, buffers: &[&GpuBuffer]) -> Result<()> {
+    let grid = buffers[0].ctx().grid_1d((d.b * d.h).div_ceil(WG), entry)?;
+    let p = Params { t: t as u32, ..p };
+    run(entry, d, p, buffers, WG, grid)
+}
+
+/// Launches `entry` of `lstm.wgsl` with `p` completed by the shapes of `d`.
+fn run(
+    entry: &'static str,
+    d: Dims,
+    p: Params,
+    buffers: &[&GpuBuffer],
+    wg: usize,
+    grid: [u32; 3],
+) -> Result<()> {
     let params = Params {
         batch: d.b as u32,
         hidden: d.h as u32,
@@ -54,13 +72,13 @@ fn sequence(entry: &'static str, d: Dims, p: Params, buffers: &[&GpuBuffer]) -> 
         ..p
     };
     let bindings: Vec<Binding> = buffers.iter().map(|b| b.binding()).collect();
-    ctx.launch(Launch {
+    buffers[0].ctx().launch(Launch {
         shader: &LSTM,
         entry,
-        constants: &[("WG", seq_workgroup(d.h) as f64)],
+        constants: &[("WG", wg as f64)],
         params: bytemuck::bytes_of(&params),
         buffers: &bindings,
-        grid: [d.b as u32, 1, 1],
+        grid,
     })
 }
 
@@ -76,26 +94,6 @@ fn matrix(rows: usize, cols: usize, off: usize, trans: bool) -> Layout {
     } else {
         l
     }
-}
-
-fn cell(entry: &'static str, d: Dims, t: usize, p: Params, buffers: &[&GpuBuffer]) -> Result<()> {
-    let ctx = buffers[0].ctx();
-    let params = Params {
-        batch: d.b as u32,
-        hidden: d.h as u32,
-        t: t as u32,
-        steps: d.t as u32,
-        ..p
-    };
-    let raw: Vec<Binding> = buffers.iter().map(|b| b.binding()).collect();
-    ctx.launch(Launch {
-        shader: &LSTM,
-        entry,
-        constants: &[("WG", WG as f64)],
-        params: bytemuck::bytes_of(&params),
-        buffers: &raw,
-        grid: ctx.grid_1d((d.b * d.h).div_ceil(WG), entry)?,
-    })
 }
 
 /// The recurrence of one layer: `zx [T, B, G]` = X·W_ihᵀ (no bias) is given; per step one
