@@ -60,6 +60,13 @@ fn gpu_buffer(t: &Tensor) -> Option<&Arc<GpuBuffer>> {
     }
 }
 
+/// The GPU storages of `ts` (all on a GPU in a fused step).
+fn gpu_buffers<'a>(ts: impl IntoIterator<Item = &'a Tensor>) -> Vec<&'a GpuBuffer> {
+    ts.into_iter()
+        .filter_map(|t| gpu_buffer(t).map(|b| b.as_ref()))
+        .collect()
+}
+
 impl Params {
     fn new(params: impl IntoIterator<Item = (String, Tensor)>) -> Params {
         Params {
@@ -107,11 +114,7 @@ impl Params {
         clip: Option<f32>,
     ) -> Result<Option<Tensor>> {
         const OP: &str = "optimizer step";
-        let bufs: Vec<&GpuBuffer> = self
-            .slots
-            .iter()
-            .filter_map(|s| gpu_buffer(&s.param).map(|b| b.as_ref()))
-            .collect();
+        let bufs = gpu_buffers(self.slots.iter().map(|s| &s.param));
         let ctx = bufs[0].ctx().clone();
         let lens: Vec<usize> = self.slots.iter().map(|s| s.param.numel()).collect();
         // (Re)pack when the parameters are not where the last packing put them.
@@ -155,20 +158,12 @@ impl Params {
                 .iter()
                 .map(|s| s.state[k].dense())
                 .collect::<Result<_>>()?;
-            let bufs: Vec<&GpuBuffer> = states
-                .iter()
-                .filter_map(|t| gpu_buffer(t).map(|b| b.as_ref()))
-                .collect();
-            flat.adopt(&bufs);
+            flat.adopt(&gpu_buffers(&states));
             for (slot, t) in self.slots.iter_mut().zip(states) {
                 slot.state[k] = t;
             }
         }
-        let gbufs: Vec<&GpuBuffer> = grads
-            .iter()
-            .filter_map(|t| gpu_buffer(t).map(|b| b.as_ref()))
-            .collect();
-        f.grads.copy_in(&gbufs);
+        f.grads.copy_in(&gpu_buffers(grads));
         let n = f.params.words();
         let mut p = OptimParams { n: n as u32, ..p };
         let mut buffers = vec![f.params.binding(), f.grads.binding()];
