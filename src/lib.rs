@@ -26,6 +26,8 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod device;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod dtype;
 pub mod error;
 pub mod gpu;

@@ -127,7 +127,7 @@ impl Tensor {
         )
     }
 
-    fn from_words(
+    pub(crate) fn from_words(
         words: Vec<u32>,
         shape: Shape,
         dtype: DType,

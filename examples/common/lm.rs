@@ -63,6 +63,9 @@ pub struct Args {
     pub data: String,
     /// `--seed`.
     pub seed: u64,
+    /// `--distributed`: data-parallel over the MPI job this process belongs to (feature
+    /// `mpi`); `--batch-size` is then per rank.
+    pub distributed: bool,
     model: BTreeMap<String, String>,
 }
 
@@ -107,6 +110,7 @@ pub fn parse_args(name: &str, lr: f32, model_flags: &[(&str, &str, &str)]) -> Ar
         sample_len: 400,
         data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/shakespeare.txt.gz").into(),
         seed: 0,
+        distributed: false,
         model: model_flags
             .iter()
             .map(|(f, d, _)| (f.to_string(), d.to_string()))
@@ -117,7 +121,7 @@ pub fn parse_args(name: &str, lr: f32, model_flags: &[(&str, &str, &str)]) -> Ar
             "usage: {name} [--device cpu|gpu|gpu:N] [--minutes 10] [--steps N] [--batch-size 32] \
              [--context 128] [--lr {lr}] [--clip 1.0] [--eval-every 2.5 (minutes)] [--save PATH] \
              [--load PATH] [--prompt TEXT] [--temperature 0.8] [--sample-len 400] [--data FILE] \
-             [--seed 0]"
+             [--seed 0] [--distributed (under mpirun; --batch-size is per rank)]"
         );
         for (f, d, h) in model_flags {
             s += &format!("\n  {f} N  {h} (default {d})");
@@ -129,6 +133,13 @@ pub fn parse_args(name: &str, lr: f32, model_flags: &[(&str, &str, &str)]) -> Ar
         if flag == "-h" || flag == "--help" {
             println!("{}", usage());
             std::process::exit(0);
+        }
+        if flag == "--distributed" {
+            if !cfg!(feature = "mpi") {
+                fail("--distributed needs a build with --features mpi");
+            }
+            a.distributed = true;
+            continue;
         }
         let v = it
             .next()
@@ -164,12 +175,118 @@ pub fn parse_args(name: &str, lr: f32, model_flags: &[(&str, &str, &str)]) -> Ar
     a
 }
 
-/// The device from `--device`, else `Device::best()`; also starts the logger.
+/// The device from `--device`, else `Device::best()`; also starts the logger. Under
+/// `--distributed`, `--device gpu` means this rank's own adapter, `gpu:local_rank` (modulo
+/// the adapters there are), and only rank 0 logs.
 pub fn device(args: &Args) -> Result<Device> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match &args.device {
+    let ranks = Ranks::new(args)?;
+    let level = if ranks.is_main() { "info" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    match args.device.as_deref() {
+        Some("gpu") if ranks.world() > 1 => {
+            let n = wgml::gpu::adapters().len().max(1);
+            Device::gpu_index(ranks.local_rank() % n)
+        }
         Some(spec) => Device::parse(spec),
         None => Ok(Device::best()),
+    }
+}
+
+/// This process's part in a data-parallel run (`--distributed`): its rank, and the gradient
+/// averaging of [`wgml::distributed::DistributedDataParallel`]. A single process is rank 0 of 1.
+pub struct Ranks {
+    #[cfg(feature = "mpi")]
+    pg: Option<wgml::distributed::ProcessGroup>,
+    #[cfg(feature = "mpi")]
+    ddp: Option<wgml::distributed::DistributedDataParallel>,
+}
+
+impl Ranks {
+    /// Joins the MPI job under `--distributed` (a no-op otherwise).
+    pub fn new(args: &Args) -> Result<Ranks> {
+        #[cfg(feature = "mpi")]
+        {
+            let pg = match args.distributed {
+                true => Some(wgml::distributed::init()?),
+                false => None,
+            };
+            Ok(Ranks { pg, ddp: None })
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = args;
+            Ok(Ranks {})
+        }
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if let Some(pg) = &self.pg {
+            return pg.rank();
+        }
+        0
+    }
+
+    /// The number of ranks.
+    pub fn world(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if let Some(pg) = &self.pg {
+            return pg.world_size();
+        }
+        1
+    }
+
+    /// This rank among those on its machine.
+    pub fn local_rank(&self) -> usize {
+        #[cfg(feature = "mpi")]
+        if let Some(pg) = &self.pg {
+            return pg.local_rank();
+        }
+        0
+    }
+
+    /// Rank 0: the one that prints, evaluates and saves.
+    pub fn is_main(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// Gives every rank rank 0's parameters; later [`Ranks::reduce`] calls average gradients.
+    pub fn wrap(&mut self, params: Vec<(String, Tensor)>) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(pg) = &self.pg {
+            self.ddp = Some(wgml::distributed::DistributedDataParallel::new(pg, params)?);
+        }
+        let _ = params;
+        Ok(())
+    }
+
+    /// Replaces the gradients by their mean over the ranks.
+    pub fn reduce(&self, grads: &mut wgml::Gradients) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(ddp) = &self.ddp {
+            return ddp.reduce_gradients(grads);
+        }
+        let _ = grads;
+        Ok(())
+    }
+
+    /// Whether `flag` holds on any rank (how the ranks agree to stop together).
+    pub fn any(&self, flag: bool) -> bool {
+        #[cfg(feature = "mpi")]
+        if let Some(pg) = &self.pg {
+            return pg.any(flag);
+        }
+        flag
+    }
+
+    /// The mean of a scalar tensor over the ranks.
+    pub fn mean(&self, t: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "mpi")]
+        if let Some(pg) = &self.pg {
+            return pg.all_reduce(t, wgml::distributed::Reduction::Mean);
+        }
+        Ok(t.clone())
     }
 }
 
@@ -247,7 +364,9 @@ fn save(args: &Args, model: &dyn CharLm, opt: &dyn Optimizer) -> Result<()> {
 /// Trains `model` for `--minutes` of training time (or `--steps`) on random windows with
 /// `opt`, global-norm clipping and cross-entropy; reports validation loss every
 /// `--eval-every` minutes and at the end; saves the checkpoint; prints a sample.
-/// Returns the final validation loss.
+/// Returns the final validation loss. Under `--distributed` every rank trains on its share of
+/// each step's global batch (`--batch-size` windows per rank) with averaged gradients, and
+/// rank 0 alone prints, evaluates, saves and samples (the others return NaN).
 pub fn run(
     model: &mut dyn CharLm,
     opt: &mut dyn Optimizer,
@@ -257,16 +376,25 @@ pub fn run(
 ) -> Result<f32> {
     let params: Vec<Tensor> = model.parameters().into_iter().map(|(_, t)| t).collect();
     let n_params: usize = params.iter().map(|p| p.numel()).sum();
-    println!("device: {}", dev.name());
-    println!(
-        "corpus: {} characters ({} train, {} validation), vocabulary {}; {} parameters",
-        corpus.ids.len(),
-        corpus.train().len(),
-        corpus.valid().len(),
-        corpus.vocab_size(),
-        n_params
-    );
+    let mut ranks = Ranks::new(args)?;
+    let (main, r, w) = (ranks.is_main(), ranks.rank(), ranks.world());
+    if main {
+        println!("device: {}", dev.name());
+        println!(
+            "corpus: {} characters ({} train, {} validation), vocabulary {}; {} parameters",
+            corpus.ids.len(),
+            corpus.train().len(),
+            corpus.valid().len(),
+            corpus.vocab_size(),
+            n_params
+        );
+    }
+    if w > 1 {
+        println!("rank {r} of {w}: device {}", dev.name());
+    }
     if let Some(path) = &args.load {
+        // Every rank loads (the optimizer state is per rank); the path must be readable on
+        // every machine.
         let state = wgml::checkpoint::load(path, dev)?;
         let (p, o): (Vec<_>, Vec<_>) = state
             .into_iter()
@@ -275,14 +403,22 @@ pub fn run(
         if !o.is_empty() {
             opt.load_state(&o)?;
         }
-        println!("loaded {path} ({} tensors)", p.len());
+        if main {
+            println!("loaded {path} ({} tensors)", p.len());
+        }
     }
+    // Rank 0's parameters on every rank (a no-op in a single process).
+    ranks.wrap(model.parameters())?;
 
     let budget = Duration::from_secs_f64(args.minutes.max(0.0) * 60.0);
     let max_steps = args.steps.unwrap_or(usize::MAX);
     let (b, t) = (args.batch_size, args.context);
     let mut rng = Rng::new(args.seed);
-    let bar = ProgressBar::new(budget.as_secs().max(1));
+    let bar = if main {
+        ProgressBar::new(budget.as_secs().max(1))
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("train [{bar:30}] {pos}/{len} s {msg}")
             .expect("a valid template")
@@ -294,12 +430,17 @@ pub fn run(
     let mut steps = 0usize;
     let mut running = Tensor::zeros((), dev)?;
     let mut since = 0usize;
-    while trained < budget && steps < max_steps {
+    // Rank 0's clock decides when every rank stops.
+    while !ranks.any(main && (trained >= budget || steps >= max_steps)) {
         let t0 = Instant::now();
-        let (x, y) = corpus.random_windows(b, t, &mut rng)?;
-        let (x, y) = window_tensors(&x, &y, b, t, dev)?;
+        // The step's global batch of `b · w` windows, drawn alike on every rank; this rank
+        // trains on its `b`.
+        let (x, y) = corpus.random_windows(b * w, t, &mut rng)?;
+        let mine = r * b * t..(r + 1) * b * t;
+        let (x, y) = window_tensors(&x[mine.clone()], &y[mine], b, t, dev)?;
         let l = mean_loss(model, &x, &y)?;
-        let grads = l.backward()?;
+        let mut grads = l.backward()?;
+        ranks.reduce(&mut grads)?;
         if args.clip > 0.0 {
             // Clip and update in one fused step (two dispatches on a GPU).
             opt.step_clipped(&grads, args.clip)?;
@@ -311,7 +452,7 @@ pub fn run(
         since += 1;
         // The running loss stays on the device; it is read every 25 steps only.
         if steps.is_multiple_of(25) || steps == max_steps {
-            let mean = running.item()? / since as f32;
+            let mean = ranks.mean(&running)?.item()? / since as f32;
             if !mean.is_finite() {
                 bar.abandon();
                 return Err(Error::invalid(
@@ -321,14 +462,14 @@ pub fn run(
             }
             bar.set_message(format!(
                 "step {steps}, loss {mean:.3}, {:.0} chars/s",
-                (steps * b * t) as f64 / (trained + t0.elapsed()).as_secs_f64()
+                (steps * b * w * t) as f64 / (trained + t0.elapsed()).as_secs_f64()
             ));
             running = Tensor::zeros((), dev)?;
             since = 0;
         }
         trained += t0.elapsed();
         bar.set_position(trained.as_secs().min(budget.as_secs()));
-        if trained >= next_eval && trained < budget && steps < max_steps {
+        if main && trained >= next_eval && trained < budget && steps < max_steps {
             let v = validation_loss(model, corpus, t, dev)?;
             bar.suspend(|| {
                 println!(
@@ -341,12 +482,15 @@ pub fn run(
         }
     }
     bar.finish_and_clear();
+    if !main {
+        return Ok(f32::NAN);
+    }
     let secs = trained.as_secs_f64();
     if steps > 0 {
         println!(
             "trained {steps} steps in {secs:.0} s: {:.1} ms/step, {:.0} training chars/s",
             secs * 1000.0 / steps as f64,
-            (steps * b * t) as f64 / secs
+            (steps * b * w * t) as f64 / secs
         );
     }
     let v = validation_loss(model, corpus, t, dev)?;

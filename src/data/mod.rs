@@ -1,6 +1,8 @@
-//! Data sets and batching: the MNIST IDX reader, a character text corpus, seeded mini-batches.
+//! Data sets and batching: the MNIST IDX reader, a character text corpus, seeded mini-batches,
+//! each data-parallel rank's shard.
 
 pub mod mnist;
+pub mod sampler;
 pub mod text;
 
 use crate::rng::Rng;
