@@ -122,10 +122,12 @@ fn main() -> Result<()> {
         lstm: Lstm::new(embed, hidden, layers, config, &mut rng, &dev)?,
         head: Linear::new(hidden, v, true, &mut rng, &dev)?,
     };
-    println!(
-        "model: embedding {embed} -> {layers} x LSTM {hidden} -> Linear {v}; Adam {}, clip {}",
-        args.lr, args.clip
-    );
+    if lm::Ranks::new(&args)?.is_main() {
+        println!(
+            "model: embedding {embed} -> {layers} x LSTM {hidden} -> Linear {v}; Adam {}, clip {}",
+            args.lr, args.clip
+        );
+    }
     let mut opt = Adam::new(lm::CharLm::parameters(&model), args.lr);
     lm::run(&mut model, &mut opt, &corpus, &args, &dev)?;
     Ok(())

@@ -72,7 +72,9 @@ fn main() -> Result<()> {
         mlp: args.usize("--mlp"),
         dropout: args.f32("--dropout"),
     };
-    println!("model: {config:?}");
+    if lm::Ranks::new(&args)?.is_main() {
+        println!("model: {config:?}");
+    }
     let mut model = TransformerLm::new(config, args.seed, &dev)?;
     let mut opt = Adam::adamw(
         Module::parameters(&model),

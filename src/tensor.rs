@@ -453,7 +453,13 @@ impl Tensor {
             // Any strided view reads in place.
             let data = data.read().unwrap();
             let mut out = host(self.numel())?;
-            out.extend(self.layout().offsets().map(|o| data[o].to_bits()));
+            if self.is_contiguous() {
+                // One copy (the general walk below costs ~4 ns per element).
+                let o = self.layout().offset;
+                out.extend_from_slice(bytemuck::cast_slice(&data[o..o + self.numel()]));
+            } else {
+                out.extend(self.layout().offsets().map(|o| data[o].to_bits()));
+            }
             return Ok(Words::Ready(out));
         }
         let dense = self.is_contiguous() && (!f16 || self.layout().offset.is_multiple_of(2));

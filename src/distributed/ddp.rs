@@ -1,10 +1,11 @@
 //! `DistributedDataParallel`: rank 0's parameters on every rank, gradients averaged in buckets.
 
-use super::{words_of, ProcessGroup};
+use super::{copy_into, words_of, ProcessGroup};
 use crate::{no_grad, DType, Error, Gradients, Result, Tensor};
 use mpi::collective::SystemOperation;
 use mpi::request::Request;
 use mpi::traits::*;
+use std::cell::RefCell;
 
 /// PyTorch's default bucket size (`bucket_cap_mb=25`).
 pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
@@ -31,6 +32,8 @@ pub struct DistributedDataParallel {
     params: Vec<(String, Tensor)>,
     /// Indices into `params`, last parameter first.
     buckets: Vec<Vec<usize>>,
+    /// Each bucket's send and receive buffers, made at the first reduction and kept.
+    buffers: RefCell<Vec<(Vec<f32>, Vec<f32>)>>,
 }
 
 impl DistributedDataParallel {
@@ -79,6 +82,7 @@ impl DistributedDataParallel {
             pg: pg.clone(),
             params,
             buckets,
+            buffers: RefCell::new(Vec::new()),
         };
         ddp.sync_parameters()?;
         Ok(ddp)
@@ -148,32 +152,29 @@ impl DistributedDataParallel {
         if self.pg.world_size() == 1 {
             return Ok(());
         }
-        let mut sends: Vec<Vec<f32>> = vec![Vec::new(); self.buckets.len()];
-        let mut recvs: Vec<Vec<f32>> = self
-            .buckets
-            .iter()
-            .map(|b| {
+        let mut guard = self.buffers.borrow_mut();
+        let buffers = &mut *guard;
+        if buffers.is_empty() {
+            // Kept from step to step: fresh pages would cost a fault per 4 KiB every step.
+            for b in &self.buckets {
                 let n: usize = b.iter().map(|&i| self.params[i].1.numel()).sum();
                 // One presence flag per parameter behind its values.
-                vec![0f32; n + b.len()]
-            })
-            .collect();
-        let packed = {
+                let len = n + b.len();
+                buffers.push((vec![0f32; len], vec![0f32; len]));
+            }
+        }
+        {
             let grads = &*grads;
             let comm = self.pg.comm();
             mpi::request::scope(|scope| {
                 let mut pending: Vec<Option<Request<'_, [f32], _>>> = Vec::new();
                 let mut result = Ok(());
-                for (bi, (send, recv)) in sends.iter_mut().zip(recvs.iter_mut()).enumerate() {
-                    match self.pack(bi, grads) {
-                        Ok(v) => *send = v,
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
+                for (bi, (send, recv)) in buffers.iter_mut().enumerate() {
+                    if let Err(e) = self.pack(bi, grads, send) {
+                        result = Err(e);
+                        break;
                     }
                     let send: &Vec<f32> = send;
-                    debug_assert_eq!(send.len(), recv.len());
                     pending.push(Some(comm.immediate_all_reduce_into(
                         scope,
                         &send[..],
@@ -191,57 +192,76 @@ impl DistributedDataParallel {
                     q.wait();
                 }
                 result
-            })
-        };
-        packed?;
-        self.unpack(&recvs, grads)
+            })?;
+        }
+        self.unpack(buffers, grads)
     }
 
-    /// Bucket `bi`'s gradients as one host buffer: the values (F32, zeros for a missing
-    /// gradient) in bucket order, then one presence flag (1 or 0) per parameter.
-    fn pack(&self, bi: usize, grads: &Gradients) -> Result<Vec<f32>> {
+    /// Packs bucket `bi`'s gradients into `send`: the values (as F32, zeros for a missing
+    /// gradient) in bucket order, then one presence flag (1 or 0) per parameter. On a GPU the
+    /// bucket is concatenated on the device and read back in one read.
+    fn pack(&self, bi: usize, grads: &Gradients, send: &mut [f32]) -> Result<()> {
         const OP: &str = "DistributedDataParallel::reduce_gradients";
         let bucket = &self.buckets[bi];
-        no_grad(|| {
-            let mut pieces = Vec::with_capacity(bucket.len());
-            let mut present = Vec::with_capacity(bucket.len());
-            for &i in bucket {
-                let (name, p) = &self.params[i];
-                match grads.get(p) {
-                    Some(g) => {
-                        if g.dims() != p.dims() {
-                            return Err(Error::invalid(
-                                OP,
-                                format!(
-                                    "the gradient of {name} has shape {:?}, the parameter {:?}",
-                                    g.dims(),
-                                    p.dims()
-                                ),
-                            ));
-                        }
-                        pieces.push(g.reshape([g.numel()])?.to_dtype(DType::F32)?);
-                        present.push(1.0);
-                    }
-                    None => {
-                        pieces.push(Tensor::zeros([p.numel()], p.device())?);
-                        present.push(0.0);
-                    }
+        let values = send.len() - bucket.len();
+        let mut present = Vec::with_capacity(bucket.len());
+        let mut found = Vec::with_capacity(bucket.len());
+        for &i in bucket {
+            let (name, p) = &self.params[i];
+            let g = grads.get(p);
+            if let Some(g) = g {
+                if g.dims() != p.dims() {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "the gradient of {name} has shape {:?}, the parameter {:?}",
+                            g.dims(),
+                            p.dims()
+                        ),
+                    ));
                 }
             }
-            let flat = match pieces.as_slice() {
-                [one] => one.clone(),
-                _ => Tensor::cat(&pieces.iter().collect::<Vec<_>>(), 0)?,
-            };
-            let mut host = flat.to_vec()?;
-            host.extend(present);
-            Ok(host)
-        })
+            present.push(if g.is_some() { 1.0 } else { 0.0 });
+            found.push(g);
+        }
+        send[values..].copy_from_slice(&present);
+        if self.params[bucket[0]].1.device().is_gpu() {
+            let flat = no_grad(|| -> Result<Tensor> {
+                let pieces: Vec<Tensor> = bucket
+                    .iter()
+                    .zip(&found)
+                    .map(|(&i, g)| {
+                        let p = &self.params[i].1;
+                        match g {
+                            Some(g) => g.reshape([p.numel()])?.to_dtype(DType::F32),
+                            None => Tensor::zeros([p.numel()], p.device()),
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+                match pieces.as_slice() {
+                    [one] => Ok(one.clone()),
+                    _ => Tensor::cat(&pieces.iter().collect::<Vec<_>>(), 0),
+                }
+            })?;
+            return copy_into(&flat, &mut send[..values]);
+        }
+        let mut off = 0;
+        for (&i, g) in bucket.iter().zip(&found) {
+            let n = self.params[i].1.numel();
+            match g {
+                Some(g) => copy_into(g, &mut send[off..off + n])?,
+                None => send[off..off + n].fill(0.0),
+            }
+            off += n;
+        }
+        Ok(())
     }
 
     /// Writes the reduced buckets back into `grads` as means.
-    fn unpack(&self, recvs: &[Vec<f32>], grads: &mut Gradients) -> Result<()> {
+    fn unpack(&self, buffers: &[(Vec<f32>, Vec<f32>)], grads: &mut Gradients) -> Result<()> {
+        const OP: &str = "DistributedDataParallel::reduce_gradients";
         let inv = 1.0 / self.pg.world_size() as f32;
-        for (bucket, recv) in self.buckets.iter().zip(recvs) {
+        for (bucket, (_, recv)) in self.buckets.iter().zip(buffers) {
             let values = recv.len() - bucket.len();
             let flags = &recv[values..];
             let mut off = 0;
@@ -251,7 +271,10 @@ impl DistributedDataParallel {
                 if flag == 0.0 {
                     grads.remove(p);
                 } else {
-                    let mean: Vec<f32> = recv[off..off + n].iter().map(|v| v * inv).collect();
+                    let mut mean = crate::cpu::alloc::try_take(n, OP)?;
+                    for (m, v) in mean.iter_mut().zip(&recv[off..off + n]) {
+                        *m = v * inv;
+                    }
                     let g = Tensor::from_vec(mean, p.shape().clone(), p.device())?
                         .to_dtype(p.dtype())?;
                     grads.insert(p, g);
