@@ -345,6 +345,17 @@ mod mpi_tests {
         let gd = grads.get(&d).expect("d's grad");
         assert_eq!(gd.dtype(), DType::F16);
         common::assert_close(&gd.to_vec()?, &mean(4), 0.0, 0.0, "F16 grad");
+        // An inf on one rank only: after the reduction every rank holds it, so every rank's
+        // GradScaler skips the step (the inf check agrees).
+        let mut grads = wgml::Gradients::default();
+        let bad = if r == 1 { f32::INFINITY } else { 1.0 };
+        grads.insert(&b, Tensor::from_vec(vec![1.0, bad, 1.0], [3], dev)?);
+        ddp.reduce_gradients(&mut grads)?;
+        let mut scaler = wgml::amp::GradScaler::new();
+        assert!(
+            scaler.unscale(&mut grads)?,
+            "rank {r} missed the other rank's inf"
+        );
         // Parameter lists that differ across ranks are refused on every rank.
         let e = DistributedDataParallel::new(pg, vec![("x".into(), Tensor::zeros([r + 1], dev)?)])
             .err()
