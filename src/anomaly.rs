@@ -67,6 +67,7 @@ fn label(op: &Op) -> Option<String> {
         Op::Im2col(..) => "im2col".into(),
         Op::Attention { .. } => "scaled_dot_product_attention".into(),
         Op::Lstm(..) => "lstm".into(),
+        Op::Gru(..) => "gru".into(),
         Op::LayerNorm(..) => "layer_norm".into(),
     };
     let inputs: Vec<String> = op

@@ -49,6 +49,7 @@ impl Op {
             Op::Cat(ts, _) => ts.iter().collect(),
             Op::Attention { q, k, v, mask, .. } => [q, k, v].into_iter().chain(mask).collect(),
             Op::Lstm(s) => s.inputs().to_vec(),
+            Op::Gru(s) => s.inputs().to_vec(),
             // The saved statistics are bookkeeping, not an input.
             Op::LayerNorm(x, w, b, _) => std::iter::once(x).chain(w).chain(b).collect(),
         }
@@ -383,6 +384,7 @@ fn backward_op(op: &Op, y: &Tensor, dy: &Tensor) -> Result<Vec<(Tensor, Tensor)>
             dy,
         ),
         Op::Lstm(s) => crate::ops::lstm_backward(s, y, dy),
+        Op::Gru(s) => crate::ops::gru_backward(s, y, dy),
         Op::LayerNorm(x, w, b, stats) => {
             let wants = |t: &Option<Tensor>| t.as_ref().is_some_and(|t| t.requires_grad_flag());
             let params = wants(w) || wants(b);

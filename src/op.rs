@@ -286,6 +286,9 @@ pub(crate) enum Op {
     /// One LSTM layer over a whole sequence (`Tensor::lstm`): its seven inputs and the gate
     /// activations and cell states the backward pass reads.
     Lstm(Box<crate::ops::LstmSaved>),
+    /// One GRU layer over a whole sequence (`Tensor::gru`): its six inputs and the gate
+    /// activations the backward pass reads.
+    Gru(Box<crate::ops::GruSaved>),
     /// `layer_norm(x, weight, bias)` with the saved per-row (mean, rstd) `[rows, 2]`.
     LayerNorm(Tensor, Option<Tensor>, Option<Tensor>, Tensor),
 }

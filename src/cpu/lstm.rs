@@ -53,7 +53,7 @@ pub(crate) struct Grads {
 
 /// `c[m, n] = β·c[m, n] + Σ_k a[m, k]·b[k, n]` over general strides (`c` row stride `rsc`).
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(crate) fn gemm(
     mkn: (usize, usize, usize),
     a: &[f32],
     (rsa, csa): (usize, usize),

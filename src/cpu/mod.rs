@@ -5,6 +5,7 @@ pub(crate) mod attention;
 pub mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod fastmath;
+pub(crate) mod gru;
 pub(crate) mod half;
 pub(crate) mod index;
 pub(crate) mod lstm;

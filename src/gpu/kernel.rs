@@ -35,6 +35,7 @@ shader!(POOL, "pool");
 shader!(CONV, "conv");
 shader!(ATTENTION, "attention");
 shader!(LSTM, "lstm");
+shader!(GRU, "gru");
 shader!(MATMUL_COOP, "matmul_coop");
 
 /// Dispatches recorded since the process started (all devices), for benches and tests.

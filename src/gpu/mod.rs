@@ -7,6 +7,7 @@ pub(crate) mod conv;
 pub(crate) mod coop;
 pub(crate) mod elementwise;
 pub(crate) mod flat;
+pub(crate) mod gru;
 pub mod half;
 pub(crate) mod index;
 pub(crate) mod kernel;

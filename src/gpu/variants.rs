@@ -4,9 +4,11 @@
 //! missing from this list, so the whole test suite keeps it true.
 
 use super::context::GpuContext;
-use super::kernel::{Shader, ATTENTION, CONV, ELEMENTWISE, HALF, INDEX, LSTM, NORM, OPTIM, POOL};
+use super::kernel::{
+    Shader, ATTENTION, CONV, ELEMENTWISE, GRU, HALF, INDEX, LSTM, NORM, OPTIM, POOL,
+};
 use super::kernel::{MATMUL_COOP, REDUCE, SOFTMAX};
-use super::{attention, conv, coop, elementwise, index, lstm, matmul, norm, optim, pool};
+use super::{attention, conv, coop, elementwise, gru, index, lstm, matmul, norm, optim, pool};
 use super::{reduce, softmax};
 use crate::op::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
 
@@ -183,6 +185,14 @@ pub(crate) fn all(limits: &wgpu::Limits, subgroup_max: u32) -> Vec<Variant> {
     for h in [1, 65, 129] {
         for entry in ["lstm_seq_forward", "lstm_seq_backward"] {
             add(&LSTM, entry, &wg(lstm::seq_workgroup(h)));
+        }
+    }
+    for entry in ["gru_forward", "gru_backward"] {
+        add(&GRU, entry, &wg(gru::WG));
+    }
+    for h in [1, 65, 129] {
+        for entry in ["gru_seq_forward", "gru_seq_backward"] {
+            add(&GRU, entry, &wg(lstm::seq_workgroup(h)));
         }
     }
     for entry in [

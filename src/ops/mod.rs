@@ -3,6 +3,7 @@
 
 mod conv;
 mod elementwise;
+mod gru;
 mod half;
 mod index;
 mod lstm;
@@ -14,6 +15,7 @@ mod view;
 
 pub(crate) use conv::col2im;
 pub(crate) use elementwise::alloc_like;
+pub(crate) use gru::{gru_backward, GruSaved};
 pub(crate) use half::promote;
 pub(crate) use index::{gather_backward, index_select_backward, one_hot_gpu};
 pub(crate) use lstm::{lstm_backward, LstmSaved};
