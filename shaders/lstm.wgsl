@@ -11,6 +11,9 @@
 //   lstm_seq_forward:  as lstm_forward, with r1 = W_hh and s0 = h0 (cs[0] holds c0)
 //   lstm_seq_backward: a0 = dz, a1 = dc0 [B, H], a2 = dh0 [B, H], r0 = dy, r1 = gates,
 //                      r2 = cs, r3 = W_hh
+// Both backward kernels also bind lens [B]: with p.lengths != 0, row b's last step is
+// lens[b] − 1 (variable-length layers: dy's c row is the gradient of c at that step and
+// enters there); else T − 1 and lens is not read.
 // The whole-sequence kernels (H <= 256) run one layer in one dispatch: a workgroup owns one
 // batch row and walks through time, its invocation j owning hidden unit j; the recurrent
 // product h_{t-1}·W_hhᵀ (or dz_t·W_hh going back) reads the row's state from workgroup memory.
@@ -28,7 +31,7 @@ struct Params {
     bh_off: u32,
     w_off: u32,  // W_hh's first element (the whole-sequence kernels)
     h0_off: u32, // h0's first element (lstm_seq_forward)
-    _pad0: u32,
+    lengths: u32, // whether the backward kernels read lens
     _pad1: u32,
     _pad2: u32,
 }
@@ -42,6 +45,15 @@ struct Params {
 @group(0) @binding(6) var<storage, read> r2: array<f32>;
 @group(0) @binding(7) var<storage, read> r3: array<f32>;
 @group(0) @binding(8) var<storage, read> s0: array<f32>;
+@group(0) @binding(9) var<storage, read> lens: array<u32>;
+
+// The step whose c the last row of the result holds for batch row b (see the header).
+fn last_step(b: u32) -> u32 {
+    if (p.lengths != 0u) {
+        return lens[b] - 1u;
+    }
+    return p.steps - 1u;
+}
 
 // The largest H of the whole-sequence kernels, and their per-row state in workgroup memory.
 const SEQ_MAX_H: u32 = 256u;
@@ -112,14 +124,15 @@ fn lstm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let o = r1[row + 3u * h + j];
     let c = r2[(p.t + 1u) * bh + idx];
     let cp = r2[p.t * bh + idx];
-    // The last step starts the carries: dh from dy alone, dc from dy's c_T row.
+    // The last step starts the carries from dy alone; dy's c row joins at the row's last step.
     var dh = r0[p.dy_off + p.t * bh + idx];
     var dc = 0.0;
-    if (p.t + 1u == p.steps) {
-        dc = r0[p.dy_off + p.steps * bh + idx];
-    } else {
+    if (p.t + 1u < p.steps) {
         dh += a2[idx];
         dc = a1[idx];
+    }
+    if (p.t == last_step(b)) {
+        dc += r0[p.dy_off + p.steps * bh + idx];
     }
     let tc = tanh_safe(c);
     dc += dh * o * (1.0 - tc * tc);
@@ -204,10 +217,10 @@ fn lstm_seq_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
             let o = r1[row + 3u * h + j];
             let c = r2[(t + 1u) * bh + idx];
             let cp = r2[t * bh + idx];
-            // The last step starts the carries: dh from dy alone, dc from dy's c_T row.
+            // dy's c row joins the carried dc at the row's last step.
             var dh = r0[p.dy_off + t * bh + idx] + dh_next;
-            if (s == 0u) {
-                dc = r0[p.dy_off + p.steps * bh + idx];
+            if (t == last_step(b)) {
+                dc += r0[p.dy_off + p.steps * bh + idx];
             }
             let tc = tanh_safe(c);
             dc += dh * o * (1.0 - tc * tc);

@@ -4,7 +4,9 @@
 // T steps, B batch, I input features, H hidden units, G = 4H gate pre-activations per row in
 // PyTorch's order (i, f, g, o). All buffers are dense and row-major:
 //   x [T, B, I], h0 / c0 [B, H], w_ih [G, I], w_hh [G, H], b_ih / b_hh [G]
-//   out [T + 1, B, H]: rows 0..T are h_1..h_T, row T is c_T (the packed result of the op)
+//   out [T + 1, B, H]: rows 0..T are h_1..h_T, row T is c_T (the packed result of the op);
+//   with per-row `lengths` (the variable-length layers of nn/), row T holds each row's
+//   c at its own last step, c_{len_b}, and its gradient enters backward at step len_b − 1
 //   gates [T, B, G]: the activations σ(i), σ(f), tanh(g), σ(o) of every step (for backward)
 //   cs [T + 1, B, H]: c_0..c_T (for backward)
 // Step t:  z = x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh
@@ -447,6 +449,7 @@ pub(crate) fn forward(
     w_hh: &[f32],
     b_ih: &[f32],
     b_hh: &[f32],
+    lengths: Option<&[usize]>,
 ) -> Forward {
     let Dims {
         t: nt,
@@ -493,7 +496,12 @@ pub(crate) fn forward(
             unsafe { step_forward(d, (j0, j1), s, h0, w_hh, (zp, cp, hp), (split, true)) }
         });
     }
-    out[nt * bh..].copy_from_slice(&cs[nt * bh..]);
+    // The last row is c_T, or with `lengths` each row's c at its own last step.
+    for r in 0..nb {
+        let s = lengths.map_or(nt, |l| l[r]);
+        let (o, c) = (nt * bh + r * nh, s * bh + r * nh);
+        out[o..o + nh].copy_from_slice(&cs[c..c + nh]);
+    }
     Forward { out, gates, cs }
 }
 
@@ -510,6 +518,7 @@ pub(crate) fn backward(
     cs: &[f32],
     w_ih: &[f32],
     w_hh: &[f32],
+    lengths: Option<&[usize]>,
 ) -> Grads {
     let Dims {
         t: nt,
@@ -520,7 +529,11 @@ pub(crate) fn backward(
     let g = 4 * nh;
     let (bh, bg) = (nb * nh, nb * g);
     let mut dz = alloc::take(nt * bg);
-    let mut dc = dy[nt * bh..].to_vec();
+    // The gradient of the last row (c_T, or each row's c at its own last step) joins the
+    // carried dc at the step that produced it.
+    let dy_c = &dy[nt * bh..];
+    let last = |r: usize| lengths.map_or(nt, |l| l[r]) - 1;
+    let mut dc = vec![0.0f32; bh];
     let mut dh = vec![0.0f32; bh];
     let (parts, split) = plan(d);
     let (dzp, dcp, dhp) = (
@@ -533,6 +546,13 @@ pub(crate) fn backward(
         let (cp, c) = (&cs[s * bh..(s + 1) * bh], &cs[(s + 1) * bh..(s + 2) * bh]);
         let dy_t = &dy[s * bh..(s + 1) * bh];
         let bufs = (dzp, dcp, dhp);
+        for r in (0..nb).filter(|&r| last(r) == s) {
+            // SAFETY: dc has B·H elements and no step is running.
+            let dcr = unsafe { dcp.slice(r * nh, nh) };
+            for (a, g) in dcr.iter_mut().zip(&dy_c[r * nh..]) {
+                *a += g;
+            }
+        }
         if !split {
             // SAFETY: as below, on one thread, for all units.
             unsafe { step_backward(d, (0, nh), s, dy_t, w_hh, (a, c, cp), bufs, (true, false)) }

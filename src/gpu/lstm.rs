@@ -9,7 +9,8 @@ use crate::cpu::matmul::Mkn;
 use crate::gpu::buffer::Binding;
 use crate::op::UnaryOp;
 use crate::shape::{Layout, Shape};
-use crate::Result;
+use crate::tensor::Storage;
+use crate::{DType, Result, Tensor};
 use std::sync::Arc;
 
 /// `Params` in `shaders/lstm.wgsl`.
@@ -25,7 +26,8 @@ struct Params {
     bh_off: u32,
     w_off: u32,
     h0_off: u32,
-    _pad: [u32; 3],
+    lengths: u32,
+    _pad: [u32; 2],
 }
 
 pub(crate) const WG: usize = 64;
@@ -171,16 +173,30 @@ pub(crate) fn forward(
 /// the packed result. Per step one fused cell-backward dispatch and one matmul
 /// `dz_t·W_hh`. Returns `(dz [T, B, G], dh0 [B, H], dc0 [B, H])`; the weight and input
 /// gradients are large matmuls over `dz` that the caller does.
+///
+/// `lens` (U32 `[B]`, each row's length) is given for a variable-length layer, whose packed
+/// result's last row is each row's c at its own last step (see [`last_cells`]).
 pub(crate) fn backward(
     d: Dims,
     dy: At<'_>,
     gates: &GpuBuffer,
     cs: &GpuBuffer,
     w_hh: At<'_>,
+    lens: Option<&GpuBuffer>,
 ) -> Result<[Arc<GpuBuffer>; 3]> {
     const OP: &str = "lstm backward";
     let ctx = gates.ctx();
     let (bh, g) = (d.b * d.h, 4 * d.h);
+    let lengths = lens.is_some() as u32;
+    // Bound either way; not read without lengths.
+    let unread;
+    let lens = match lens {
+        Some(l) => l,
+        None => {
+            unread = buffer::alloc(ctx, 1, OP, &[1])?;
+            &*unread
+        }
+    };
     let dz = buffer::alloc(ctx, d.t * d.b * g, OP, &[d.t, d.b, g])?;
     let dc = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
     if whole_sequence(d, &ctx.limits) {
@@ -188,13 +204,14 @@ pub(crate) fn backward(
         let p = Params {
             dy_off: dy.1 as u32,
             w_off: w_hh.1 as u32,
+            lengths,
             ..Default::default()
         };
         sequence(
             "lstm_seq_backward",
             d,
             p,
-            &[&dz, &dc, &dh0, dy.0, gates, cs, w_hh.0],
+            &[&dz, &dc, &dh0, dy.0, gates, cs, w_hh.0, lens],
         )?;
         return Ok([dz, dh0, dc]);
     }
@@ -208,10 +225,17 @@ pub(crate) fn backward(
     };
     let p = Params {
         dy_off: dy.1 as u32,
+        lengths,
         ..Default::default()
     };
     for t in (0..d.t).rev() {
-        cell("lstm_backward", d, t, p, &[&dz, &dc, &dh, dy.0, gates, cs])?;
+        cell(
+            "lstm_backward",
+            d,
+            t,
+            p,
+            &[&dz, &dc, &dh, dy.0, gates, cs, lens],
+        )?;
         let next = buffer::alloc(ctx, bh, OP, &[d.b, d.h])?;
         let a = matrix(d.b, g, t * d.b * g, false);
         super::matmul::matmul(
@@ -225,4 +249,31 @@ pub(crate) fn backward(
         dh = next;
     }
     Ok([dz, dh, dc])
+}
+
+/// The last row of a variable-length layer's packed result `out [T + 1, B, H]`: row b of it
+/// becomes `cs[len_b, b]`, each row's c at its own last step. `rows` (U32 `[B]`) holds
+/// `len_b·B + b`, the rows of `cs` viewed as `[(T + 1)·B, H]`.
+pub(crate) fn last_cells(
+    d: Dims,
+    out: &GpuBuffer,
+    cs: &Arc<GpuBuffer>,
+    rows: &Tensor,
+) -> Result<()> {
+    let all = Tensor::from_storage(
+        Storage::Gpu(cs.clone()),
+        Shape::from([(d.t + 1) * d.b, d.h]),
+        DType::F32,
+        rows.device(),
+        None,
+    );
+    let picked = crate::backprop::no_grad(|| all.index_select(0, rows))?;
+    let Storage::Gpu(src) = picked.storage() else {
+        unreachable!("wgml bug: CPU tensor on the GPU path")
+    };
+    super::elementwise::unary(
+        UnaryOp::Copy,
+        (src, &matrix(d.b, d.h, picked.layout().offset, false)),
+        (out, &matrix(d.b, d.h, d.t * d.b * d.h, false)),
+    )
 }

@@ -1,7 +1,9 @@
-//! `Lstm` (stacked layers over a sequence) and `LstmCell` (one step), with PyTorch's parameter
-//! names, shapes and initialisation; both run on the fused op `Tensor::lstm`.
+//! `Lstm` (stacked, optionally bidirectional layers over a sequence, with variable lengths)
+//! and `LstmCell` (one step), with PyTorch's parameter names, shapes and initialisation; both
+//! run on the fused op `Tensor::lstm`.
 
 use super::init::Init;
+use super::rnn::{self, Lengths};
 use super::{Dropout, Module};
 use crate::rng::Rng;
 use crate::{Device, Error, Result, Tensor};
@@ -9,15 +11,19 @@ use crate::{Device, Error, Result, Tensor};
 /// Options of [`Lstm`] beyond the sizes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LstmConfig {
-    /// Input and output are `[B, T, ·]` instead of `[T, B, ·]` (the state stays `[L, B, H]`).
+    /// Input and output are `[B, T, ·]` instead of `[T, B, ·]` (the state stays
+    /// `[L·D, B, H]`).
     pub batch_first: bool,
     /// Dropout probability on the outputs of every layer but the last, in training mode.
     pub dropout: f32,
     /// Seed of the dropout masks.
     pub seed: u64,
+    /// A second direction per layer reading every sequence backwards (`_reverse` parameters);
+    /// outputs are `[T, B, 2H]` and states `[2·num_layers, B, H]`.
+    pub bidirectional: bool,
 }
 
-/// The four parameters of one layer (or of a cell), in PyTorch's layout.
+/// The four parameters of one layer·direction (or of a cell), in PyTorch's layout.
 #[derive(Clone)]
 struct Weights {
     w_ih: Tensor,
@@ -52,24 +58,35 @@ impl Weights {
         ]
     }
 
-    fn run(&self, x: &Tensor, h0: &Tensor, c0: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        x.lstm(h0, c0, &self.w_ih, &self.w_hh, &self.b_ih, &self.b_hh)
+    fn run(
+        &self,
+        x: &Tensor,
+        h0: &Tensor,
+        c0: &Tensor,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        x.lstm_lengths(
+            h0, c0, &self.w_ih, &self.w_hh, &self.b_ih, &self.b_hh, lengths,
+        )
     }
 }
 
 /// A stack of LSTM layers over a sequence, as `torch.nn.LSTM`: parameters `weight_ih_l{k}
-/// [4H, I or H]`, `weight_hh_l{k} [4H, H]`, `bias_ih_l{k}`, `bias_hh_l{k} [4H]`, gates in the
-/// order (i, f, g, o). Each layer is one fused op (see [`Tensor::lstm`]).
+/// [4H, I or D·H]`, `weight_hh_l{k} [4H, H]`, `bias_ih_l{k}`, `bias_hh_l{k} [4H]` (and the same
+/// with a `_reverse` suffix when bidirectional, D = 2), gates in the order (i, f, g, o). Each
+/// layer·direction is one fused op (see [`Tensor::lstm`]).
 pub struct Lstm {
-    layers: Vec<Weights>,
+    /// `layers[l][d]`: layer l, direction d (0 forward, 1 reverse).
+    layers: Vec<Vec<Weights>>,
     input_size: usize,
     hidden_size: usize,
     batch_first: bool,
     dropout: Option<Dropout>,
 }
 
-/// An LSTM's state `(h, c)`, each `[num_layers, B, H]`: the initial state `forward` takes and
-/// the final one it returns (so a returned state can be fed back in for the next window).
+/// An LSTM's state `(h, c)`, each `[num_layers·D, B, H]` (D = 2 when bidirectional): the
+/// initial state `forward` takes and the final one it returns (so a returned state can be fed
+/// back in for the next window).
 pub type LstmState = (Tensor, Tensor);
 
 impl Lstm {
@@ -91,10 +108,17 @@ impl Lstm {
                 ),
             ));
         }
+        let dirs = if config.bidirectional { 2 } else { 1 };
         let layers = (0..num_layers)
             .map(|l| {
-                let i = if l == 0 { input_size } else { hidden_size };
-                Weights::new(i, hidden_size, rng, device)
+                let i = if l == 0 {
+                    input_size
+                } else {
+                    dirs * hidden_size
+                };
+                (0..dirs)
+                    .map(|_| Weights::new(i, hidden_size, rng, device))
+                    .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<_>>()?;
         let dropout = if config.dropout > 0.0 && num_layers > 1 {
@@ -115,7 +139,7 @@ impl Lstm {
     pub fn input_size(&self) -> usize {
         self.input_size
     }
-    /// Hidden units per layer.
+    /// Hidden units per layer and direction.
     pub fn hidden_size(&self) -> usize {
         self.hidden_size
     }
@@ -123,90 +147,74 @@ impl Lstm {
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }
+    /// 2 when bidirectional, else 1.
+    pub fn num_directions(&self) -> usize {
+        self.layers[0].len()
+    }
 
     /// Runs the stack over `x` (`[T, B, I]`, or `[B, T, I]` when batch-first) from `state`
-    /// (`(h0, c0)`, each `[num_layers, B, H]`; zeros when `None`). Returns the last layer's
-    /// outputs `[T, B, H]` (or `[B, T, H]`) and the final state `(h_n, c_n)`. Gradients flow
-    /// to the input, the state and every parameter.
+    /// (`(h0, c0)`, each `[num_layers·D, B, H]`, D = 2 when bidirectional; zeros when `None`).
+    /// Returns the last layer's outputs `[T, B, D·H]` (or `[B, T, D·H]`; the forward
+    /// direction's units first, as PyTorch) and the final state `(h_n, c_n)` (index
+    /// `layer·D + direction`). Gradients flow to the input, the state and every parameter.
     ///
     /// Errors name the shapes: an input whose rank is not 3 or whose last dim is not
-    /// `input_size`, or a state that is not `[num_layers, B, H]`.
+    /// `input_size`, or a state that is not `[num_layers·D, B, H]`.
     pub fn forward(&self, x: &Tensor, state: Option<LstmState>) -> Result<(Tensor, LstmState)> {
+        self.run(x, state, None)
+    }
+
+    /// [`Lstm::forward`] over a padded batch: sequence `b` has `lengths[b]` valid steps (the
+    /// first ones; the rest are padding), as PyTorch's packed sequences. Padded steps neither
+    /// update the state (`h_n`, `c_n` are each sequence's state after its own last step) nor
+    /// reach the reverse direction (which starts at step `lengths[b] − 1`), and their outputs
+    /// are zero. Errors, besides [`Lstm::forward`]'s: not one length per sequence, a length
+    /// of 0 or more than T.
+    pub fn forward_with_lengths(
+        &self,
+        x: &Tensor,
+        state: Option<LstmState>,
+        lengths: &[usize],
+    ) -> Result<(Tensor, LstmState)> {
+        self.run(x, state, Some(lengths))
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        state: Option<LstmState>,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Tensor, LstmState)> {
         const OP: &str = "Lstm";
-        if x.rank() != 3 || x.dims()[2] != self.input_size {
-            return Err(Error::invalid(
-                OP,
-                format!(
-                    "input must be {} with I = {}, got shape {:?}",
-                    if self.batch_first {
-                        "[B, T, I]"
-                    } else {
-                        "[T, B, I]"
-                    },
-                    self.input_size,
-                    x.dims()
-                ),
-            ));
+        let x = rnn::time_major(OP, x, self.input_size, self.batch_first)?;
+        let (nl, nd, h) = (self.layers.len(), self.num_directions(), self.hidden_size);
+        let (t, b) = (x.dims()[0], x.dims()[1]);
+        if let Some((h0, c0)) = &state {
+            rnn::check_state(OP, "h0", h0, [nl * nd, b, h], &x)?;
+            rnn::check_state(OP, "c0", c0, [nl * nd, b, h], &x)?;
         }
-        let x = if self.batch_first {
-            x.transpose(0, 1)?
-        } else {
-            x.clone()
+        let lens = Lengths::new(OP, lengths, t, b, nd == 2, x.device())?;
+        let states = state.map(|(h0, c0)| [h0, c0]);
+        let mut cell = |l: usize, d: usize, x: &Tensor, init: Vec<Tensor>, lens: &Lengths| {
+            let (out, hn, cn) = self.layers[l][d].run(x, &init[0], &init[1], lens.lengths())?;
+            let hn = lens.last(&out)?.unwrap_or(hn);
+            Ok((out, vec![hn, cn]))
         };
-        let (nl, b, h) = (self.layers.len(), x.dims()[1], self.hidden_size);
-        let state = state.as_ref();
-        if let Some((h0, c0)) = state {
-            for (name, s) in [("h0", h0), ("c0", c0)] {
-                if s.dims() != [nl, b, h] {
-                    return Err(Error::invalid(
-                        OP,
-                        format!(
-                            "{name} must be [num_layers, B, H] = {:?} for input {:?}, got {:?}",
-                            [nl, b, h],
-                            x.dims(),
-                            s.dims()
-                        ),
-                    ));
-                }
-            }
-        }
-        let zeros = match state {
-            None => Some(Tensor::zeros([b, h], x.device())?),
-            Some(_) => None,
-        };
-        let mut y = x;
-        let (mut hs, mut cs) = (Vec::with_capacity(nl), Vec::with_capacity(nl));
-        for (l, w) in self.layers.iter().enumerate() {
-            let (h0, c0) = match state {
-                Some((h0, c0)) => (
-                    h0.narrow(0, l, 1)?.squeeze(0)?,
-                    c0.narrow(0, l, 1)?.squeeze(0)?,
-                ),
-                None => {
-                    let z = zeros.clone().unwrap();
-                    (z.clone(), z)
-                }
-            };
-            let (out, hn, cn) = w.run(&y, &h0, &c0)?;
-            y = match &self.dropout {
-                Some(d) if l + 1 < nl => d.forward(&out)?,
-                _ => out,
-            };
-            hs.push(hn.unsqueeze(0)?);
-            cs.push(cn.unsqueeze(0)?);
-        }
-        let stack = |v: &[Tensor]| -> Result<Tensor> {
-            if v.len() == 1 {
-                return Ok(v[0].clone());
-            }
-            Tensor::cat(&v.iter().collect::<Vec<_>>(), 0)
-        };
+        let (y, mut finals) = rnn::run_stack(
+            x,
+            (nl, nd, h, 2),
+            states.as_ref().map(|s| &s[..]),
+            &lens,
+            self.dropout.as_ref(),
+            &mut cell,
+        )?;
         let y = if self.batch_first {
             y.transpose(0, 1)?
         } else {
             y
         };
-        Ok((y, (stack(&hs)?, stack(&cs)?)))
+        let c = finals.pop().unwrap();
+        Ok((y, (finals.pop().unwrap(), c)))
     }
 }
 
@@ -216,11 +224,14 @@ impl Module for Lstm {
         Lstm::forward(self, x, None).map(|(y, _)| y)
     }
     fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(l, w)| w.named(&format!("_l{l}")))
-            .collect()
+        let mut out = Vec::new();
+        for (l, dirs) in self.layers.iter().enumerate() {
+            for (d, w) in dirs.iter().enumerate() {
+                let rev = if d == 1 { "_reverse" } else { "" };
+                out.extend(w.named(&format!("_l{l}{rev}")));
+            }
+        }
+        out
     }
     fn set_training(&mut self, training: bool) {
         if let Some(d) = &mut self.dropout {
@@ -295,7 +306,7 @@ impl LstmCell {
                 (z.clone(), z)
             }
         };
-        let (_, h, c) = self.w.run(&x.unsqueeze(0)?, &h0, &c0)?;
+        let (_, h, c) = self.w.run(&x.unsqueeze(0)?, &h0, &c0, None)?;
         Ok((h, c))
     }
 }

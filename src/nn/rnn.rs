@@ -13,6 +13,8 @@ pub(crate) struct Lengths {
     reverse: Option<Tensor>,
     /// `[T, B, 1]`: 1 where `t < len_b`, else 0. `None` when every length is T.
     mask: Option<Tensor>,
+    /// The lengths when some sequence is shorter than T.
+    lengths: Option<Vec<usize>>,
     /// `[B]` U32: row `(len_b − 1)·B + b` of a `[T·B, H]` view (each sequence's last step).
     /// `None` when every length is T.
     last: Option<Tensor>,
@@ -71,11 +73,17 @@ impl Lengths {
                 true => Some(Tensor::from_vec(mask, [t, b, 1], device)?),
                 false => None,
             },
+            lengths: padded.then(|| lens.to_vec()),
             last: match padded {
                 true => Some(Tensor::from_indices(&last, [b], device)?),
                 false => None,
             },
         })
+    }
+
+    /// The per-sequence lengths when some sequence is shorter than T, else `None`.
+    pub(crate) fn lengths(&self) -> Option<&[usize]> {
+        self.lengths.as_deref()
     }
 
     /// `x [T, B, F]` with every sequence reversed within its own length (padding stays put).

@@ -28,6 +28,9 @@ pub(crate) struct LstmSaved {
     /// `[T + 1, B, H]`: c_0..c_T.
     cs: Tensor,
     dims: Dims,
+    /// Per-row lengths of a variable-length layer (see [`Tensor::lstm_lengths`]), and on a
+    /// GPU the same as a U32 `[B]` tensor for the backward kernels.
+    lengths: Option<(Vec<usize>, Option<Tensor>)>,
 }
 
 impl LstmSaved {
@@ -144,17 +147,48 @@ impl Tensor {
         b_ih: &Tensor,
         b_hh: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.lstm_lengths(h0, c0, w_ih, w_hh, b_ih, b_hh, None)
+    }
+
+    /// [`Tensor::lstm`] for the variable-length layers of `nn::Lstm`: with `lengths` (one per
+    /// batch row, each in `1..=T`, checked by the caller) the returned cell state is each
+    /// row's `c` after its own last step `lengths[b] − 1`. The outputs and `h_T` are those of
+    /// all T steps; the caller masks the outputs and gathers each row's last `h` from them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn lstm_lengths(
+        &self,
+        h0: &Tensor,
+        c0: &Tensor,
+        w_ih: &Tensor,
+        w_hh: &Tensor,
+        b_ih: &Tensor,
+        b_hh: &Tensor,
+        lengths: Option<&[usize]>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let d = check(&[self, h0, c0, w_ih, w_hh, b_ih, b_hh])?;
+        if let Some(l) = lengths {
+            if l.len() != d.b || l.iter().any(|&l| l == 0 || l > d.t) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "lengths {l:?} must be one in 1..={} per row of {:?}",
+                        d.t,
+                        self.dims()
+                    ),
+                ));
+            }
+        }
         let dense = [self, h0, c0, w_ih, w_hh, b_ih, b_hh].map(|t| t.contiguous());
         let [x, h0, c0, w_ih, w_hh, b_ih, b_hh] = match dense {
             [Ok(a), Ok(b), Ok(c), Ok(e), Ok(f), Ok(g), Ok(h)] => [a, b, c, e, f, g, h],
             other => return Err(other.into_iter().find_map(|r| r.err()).unwrap()),
         };
         let g = 4 * d.h;
+        let mut lens_dev = None;
         let (out, gates, cs) = match x.storage() {
             Storage::Cpu(_) => {
                 let f = with_cpu(&[&x, &h0, &c0, &w_ih, &w_hh, &b_ih, &b_hh], |s| {
-                    cpu::forward(d, s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+                    cpu::forward(d, s[0], s[1], s[2], s[3], s[4], s[5], s[6], lengths)
                 });
                 (
                     Storage::cpu(f.out),
@@ -177,6 +211,14 @@ impl Tensor {
                     at(&b_ih),
                     at(&b_hh),
                 )?;
+                if let Some(l) = lengths {
+                    let dev = x.device();
+                    let rows: Vec<u32> = (0..d.b).map(|r| (l[r] * d.b + r) as u32).collect();
+                    let rows = Tensor::from_indices(&rows, [d.b], dev)?;
+                    gpu::last_cells(d, &out, &cs, &rows)?;
+                    let l: Vec<u32> = l.iter().map(|&v| v as u32).collect();
+                    lens_dev = Some(Tensor::from_indices(&l, [d.b], dev)?);
+                }
                 (Storage::Gpu(out), Storage::Gpu(gates), Storage::Gpu(cs))
             }
         };
@@ -187,6 +229,7 @@ impl Tensor {
             cs: Tensor::from_storage(cs, hb.clone(), DType::F32, dev, None),
             inputs: [x, h0, c0, w_ih, w_hh, b_ih, b_hh],
             dims: d,
+            lengths: lengths.map(|l| (l.to_vec(), lens_dev)),
         };
         let packed =
             Tensor::from_storage(out, hb, DType::F32, dev, Some(Op::Lstm(Box::new(saved))));
@@ -214,7 +257,8 @@ pub(crate) fn lstm_backward(
     let [dx, dh0, dc0, dw_ih, dw_hh, db]: [Tensor; 6] = match dy.storage() {
         Storage::Cpu(_) => {
             let gr = with_cpu(&[&dy, x, h0, y, &s.gates, &s.cs, w_ih, w_hh], |v| {
-                cpu::backward(d, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
+                let l = s.lengths.as_ref().map(|(l, _)| &l[..]);
+                cpu::backward(d, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], l)
             });
             let t = |v: Vec<f32>, dims: &[usize]| {
                 Tensor::from_storage(Storage::cpu(v), Shape::from(dims), DType::F32, dev, None)
@@ -229,7 +273,13 @@ pub(crate) fn lstm_backward(
             ]
         }
         Storage::Gpu(_) => {
-            let [dz, dh0, dc0] = gpu::backward(d, at(&dy), at(&s.gates).0, at(&s.cs).0, at(w_hh))?;
+            let lens = s
+                .lengths
+                .as_ref()
+                .and_then(|(_, t)| t.as_ref())
+                .map(|t| at(t).0);
+            let [dz, dh0, dc0] =
+                gpu::backward(d, at(&dy), at(&s.gates).0, at(&s.cs).0, at(w_hh), lens)?;
             let t = |b, dims: &[usize]| {
                 Tensor::from_storage(Storage::Gpu(b), Shape::from(dims), DType::F32, dev, None)
             };
