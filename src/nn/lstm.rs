@@ -188,12 +188,12 @@ impl Lstm {
         const OP: &str = "Lstm";
         let x = rnn::time_major(OP, x, self.input_size, self.batch_first)?;
         let (nl, nd, h) = (self.layers.len(), self.num_directions(), self.hidden_size);
-        let (t, b) = (x.dims()[0], x.dims()[1]);
+        let b = x.dims()[1];
         if let Some((h0, c0)) = &state {
             rnn::check_state(OP, "h0", h0, [nl * nd, b, h], &x)?;
             rnn::check_state(OP, "c0", c0, [nl * nd, b, h], &x)?;
         }
-        let lens = Lengths::new(OP, lengths, t, b, nd == 2, x.device())?;
+        let lens = Lengths::new(OP, lengths, x.dims(), nd == 2, x.device())?;
         let states = state.map(|(h0, c0)| [h0, c0]);
         let mut cell = |l: usize, d: usize, x: &Tensor, init: Vec<Tensor>, lens: &Lengths| {
             let (out, hn, cn) = self.layers[l][d].run(x, &init[0], &init[1], lens.lengths())?;

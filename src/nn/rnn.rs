@@ -21,24 +21,26 @@ pub(crate) struct Lengths {
 }
 
 impl Lengths {
-    /// The index tensors for `lengths` (`None`: every sequence has length T) of a batch of
-    /// `b` sequences of `t` steps (with the reversal only when `bidirectional`). Errors (naming `op`) when there is not one length per
-    /// sequence or a length is 0 or more than T.
+    /// The index tensors for `lengths` (`None`: every sequence has length T) of a time-major
+    /// `[T, B, ·]` input of shape `x` (with the reversal only when `bidirectional`). Errors
+    /// (naming `op` and the shape) when there is not one length per sequence or a length is 0
+    /// or more than T.
     pub(crate) fn new(
         op: &'static str,
         lengths: Option<&[usize]>,
-        t: usize,
-        b: usize,
+        x: &[usize],
         bidirectional: bool,
         device: &Device,
     ) -> Result<Lengths> {
+        let (t, b) = (x[0], x[1]);
         let full = vec![t; b];
         let lens = lengths.unwrap_or(&full);
         if lens.len() != b {
             return Err(Error::invalid(
                 op,
                 format!(
-                    "lengths must give one length per sequence: {} lengths for batch size {b} (input has T = {t})",
+                    "lengths must give one length per sequence: {} lengths for batch size {b} \
+                     (input [T, B, I] = {x:?})",
                     lens.len()
                 ),
             ));
@@ -46,7 +48,9 @@ impl Lengths {
         if let Some((i, &l)) = lens.iter().enumerate().find(|(_, &l)| l == 0 || l > t) {
             return Err(Error::invalid(
                 op,
-                format!("lengths[{i}] = {l} must be in 1..={t} (T of the input), lengths {lens:?}"),
+                format!(
+                    "lengths[{i}] = {l} must be in 1..={t} (input [T, B, I] = {x:?}), lengths {lens:?}"
+                ),
             ));
         }
         let mut reverse = Vec::with_capacity(t * b);

@@ -151,7 +151,7 @@ impl Tensor {
     }
 
     /// [`Tensor::lstm`] for the variable-length layers of `nn::Lstm`: with `lengths` (one per
-    /// batch row, each in `1..=T`, checked by the caller) the returned cell state is each
+    /// batch row, each in `1..=T`, else [`Error::Invalid`]) the returned cell state is each
     /// row's `c` after its own last step `lengths[b] − 1`. The outputs and `h_T` are those of
     /// all T steps; the caller masks the outputs and gathers each row's last `h` from them.
     #[allow(clippy::too_many_arguments)]
