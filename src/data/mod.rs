@@ -1,7 +1,15 @@
-//! Data sets and batching: the MNIST IDX reader, a character text corpus, seeded mini-batches.
+//! Data sets and batching: the MNIST IDX reader, a character text corpus, the `Dataset` trait
+//! and its `DataLoader`, seeded mini-batches.
 
+mod dataset;
+mod loader;
 pub mod mnist;
 pub mod text;
+
+pub use dataset::{
+    Batch, CharWindows, Dataset, HostData, HostTensor, MnistDataset, Subset, TensorDataset,
+};
+pub use loader::{Batches, DataLoader, RandomSampler, Sampler, SequentialSampler};
 
 use crate::rng::Rng;
 
