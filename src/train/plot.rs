@@ -60,6 +60,8 @@ fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 fn tick_label(v: f64, span: f64) -> String {
+    // Rounding noise at zero (-1.4e-20) reads as 0.
+    let v = if v.abs() < span * 1e-9 { 0.0 } else { v };
     if span < 1e-2 || v.abs() >= 1e4 {
         format!("{v:.2e}")
     } else if span < 1.0 {
@@ -119,6 +121,7 @@ impl History {
                     .x_labels(epochs.len().clamp(2, 12))
                     .x_label_formatter(&whole)
                     .y_label_formatter(&|v| tick_label(*v, span))
+                    .light_line_style(WHITE)
                     .draw()
                     .map_err(|e| plot_err(&e))?;
                 for name in series {
@@ -144,9 +147,18 @@ impl History {
                         .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                         .map_err(|e| plot_err(&e))?;
                 }
+                // The legend goes in the corner the curves leave free: the lower right when the
+                // first series rises (accuracies), else the upper right (losses).
+                let first = self.get(&series[0]).unwrap_or(&[]);
+                let finite: Vec<f64> = first.iter().copied().filter(|v| v.is_finite()).collect();
+                let rises = finite.len() > 1 && finite[finite.len() - 1] > finite[0];
                 chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
+                    .position(if rises {
+                        SeriesLabelPosition::LowerRight
+                    } else {
+                        SeriesLabelPosition::UpperRight
+                    })
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK)
                     .draw()
