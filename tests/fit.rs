@@ -157,12 +157,12 @@ fn early_stopping_stops_and_restores_the_best_weights() {
     let mut snaps = Snapshots::default();
     let mut early = EarlyStopping::new("score")
         .mode(Mode::Min)
-        .patience(1)
+        .patience(2)
         .restore_best_weights(true);
     let h = t
         .fit(&data, quiet(10).callback(&mut snaps).callback(&mut early))
         .unwrap();
-    // Best at epoch 1 (0-based); epoch 2 waits; epoch 3 is the second without improvement.
+    // Best at epoch 1 (0-based); epochs 2 and 3 do not improve: patience 2 runs out at 3.
     assert_eq!(early.stopped_epoch(), Some(3));
     assert_eq!(early.best(), Some((3.0, 1)));
     assert_eq!(h.len(), 4, "trained past the stop: {:?}", h.epochs());
@@ -180,10 +180,34 @@ fn early_stopping_stops_and_restores_the_best_weights() {
     };
     let mut t = Trainer::new(model, opt, loss::cross_entropy).metric(score);
     let mut snaps = Snapshots::default();
-    let mut early = EarlyStopping::new("score").patience(1);
+    let mut early = EarlyStopping::new("score").patience(2);
     t.fit(&data, quiet(10).callback(&mut snaps).callback(&mut early))
         .unwrap();
+    assert_eq!(early.stopped_epoch(), Some(3));
     assert_eq!(params(t.model()), snaps.0[3]);
+
+    // Restoring also happens when training ends without a stop (as Keras 3 does), and
+    // patience 1 stops at the first epoch without improvement.
+    for (patience, values, ran, stopped) in [
+        (5, vec![1.0, 2.0, 3.0], 3, None),
+        (1, vec![1.0, 2.0, 0.5], 2, Some(1)),
+    ] {
+        let model = mlp(&Device::cpu());
+        let opt = Adam::new(model.parameters(), 0.02);
+        let score = Scripted { values, at: 0 };
+        let mut t = Trainer::new(model, opt, loss::cross_entropy).metric(score);
+        let mut snaps = Snapshots::default();
+        let mut early = EarlyStopping::new("score")
+            .patience(patience)
+            .restore_best_weights(true);
+        let h = t
+            .fit(&data, quiet(3).callback(&mut snaps).callback(&mut early))
+            .unwrap();
+        assert_eq!(h.len(), ran);
+        assert_eq!(early.stopped_epoch(), stopped);
+        assert_eq!(params(t.model()), snaps.0[0], "patience {patience}");
+        assert_ne!(params(t.model()), snaps.0[ran - 1]);
+    }
 }
 
 #[test]

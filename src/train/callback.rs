@@ -120,8 +120,9 @@ fn monitored(who: &'static str, monitor: &str, logs: &Logs) -> Result<f64> {
     })
 }
 
-/// Stops training when a monitored value has not improved for `patience` epochs, and can put
-/// back the parameters of the best epoch (Keras's `EarlyStopping`).
+/// Stops training when a monitored value has not improved for `patience` epochs in a row, and
+/// can put back the parameters of the best epoch at the end (Keras 3's `EarlyStopping`, whose
+/// quirk it keeps: patience 0 and 1 both stop at the first epoch without improvement).
 pub struct EarlyStopping {
     monitor: String,
     mode: Mode,
@@ -167,8 +168,8 @@ impl EarlyStopping {
         self.min_delta = delta.abs();
         self
     }
-    /// When it stops training, assigns the parameters the values they had after the best
-    /// epoch (a copy of them is kept on their device).
+    /// At the end of training (stopped early or not), assigns the parameters the values they
+    /// had after the best epoch (a copy of them is kept on their device).
     pub fn restore_best_weights(mut self, on: bool) -> EarlyStopping {
         self.restore_best_weights = on;
         self
@@ -211,13 +212,16 @@ impl Callback for EarlyStopping {
             return Ok(());
         }
         self.wait += 1;
-        if self.wait > self.patience {
+        if self.wait >= self.patience {
             self.stopped_epoch = Some(ctx.epoch);
             ctx.stop_training = true;
-            if let Some(best) = &self.best_weights {
-                for ((_, p), b) in ctx.model.parameters().iter().zip(best) {
-                    p.assign(b)?;
-                }
+        }
+        Ok(())
+    }
+    fn on_train_end(&mut self, ctx: &mut Context) -> Result<()> {
+        if let Some(best) = self.best_weights.take() {
+            for ((_, p), b) in ctx.model.parameters().iter().zip(&best) {
+                p.assign(b)?;
             }
         }
         Ok(())

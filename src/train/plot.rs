@@ -61,7 +61,9 @@ fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 fn tick_label(v: f64, span: f64) -> String {
     // Rounding noise at zero (-1.4e-20) reads as 0.
-    let v = if v.abs() < span * 1e-9 { 0.0 } else { v };
+    if v.abs() < span * 1e-9 {
+        return "0".into();
+    }
     if span < 1e-2 || v.abs() >= 1e4 {
         format!("{v:.2e}")
     } else if span < 1.0 {
