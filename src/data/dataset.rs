@@ -97,7 +97,7 @@ impl HostTensor {
 /// Rows `idx` of row-major `src` whose shape is `dims`.
 fn gather<T: Copy>(src: &[T], dims: &[usize], idx: &[usize], op: &'static str) -> Result<Vec<T>> {
     let n = dims[0];
-    let row = if n == 0 { 0 } else { src.len() / n };
+    let row = src.len().checked_div(n).unwrap_or(0);
     let mut out = Vec::with_capacity(idx.len() * row);
     for &i in idx {
         if i >= n {

@@ -458,7 +458,7 @@ impl<M: Module> Trainer<M> {
                 })?;
                 pending.push(l.clone());
                 stop |= emit!(on_batch_end, &l);
-                if (i + 1) % log_every == 0 || i + 1 == steps || stop {
+                if (i + 1).is_multiple_of(log_every) || i + 1 == steps || stop {
                     let losses = read_losses(&mut pending)?;
                     if let Some((k, bad)) = losses.iter().enumerate().find(|(_, v)| !v.is_finite())
                     {
