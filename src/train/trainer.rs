@@ -556,9 +556,12 @@ impl<M: Module> Trainer<M> {
         }
         let bar = ProgressBar::new(steps as u64);
         if let Ok(style) = ProgressStyle::with_template(
-            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} - {per_sec} [{elapsed} < {eta}]",
+            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} - {rate} [{elapsed} < {eta}]",
         ) {
-            bar.set_style(style.progress_chars("=> "));
+            let rate = |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} steps/s", s.per_sec());
+            };
+            bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
         }
         bar.set_prefix(format!("{}/{epochs}", epoch + 1));
         bar
