@@ -9,8 +9,8 @@ use wgml::nn::{loss, Embedding, Linear, Module, Relu, Sequential};
 use wgml::optim::{Adam, Sgd, StepLr};
 use wgml::rng::Rng;
 use wgml::train::{
-    Accuracy, Callback, Context, EarlyStopping, FitOptions, History, Logs, Metric, Mode,
-    ModelCheckpoint, Perplexity, TopKAccuracy, Trainer, Verbosity,
+    Accuracy, Callback, Context, CsvLogger, EarlyStopping, FitOptions, History, JsonLogger, Logs,
+    Metric, Mode, ModelCheckpoint, Perplexity, TopKAccuracy, Trainer, Verbosity,
 };
 use wgml::{Device, Result, Tensor};
 
@@ -557,6 +557,44 @@ fn a_character_model_trains_on_text_windows() {
     assert!(ppl[3] < ppl[0] && ppl[3] < 3.0, "{ppl:?}");
     let val = h.last("val_perplexity").unwrap();
     assert!((val - h.last("val_loss").unwrap().exp()).abs() < 1e-4 * val);
+}
+
+#[test]
+fn loggers_write_the_history_fit_returns() {
+    let dir = std::env::temp_dir().join(format!("wgml_fit_loggers_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = DataLoader::new(toy(64), 16).unwrap();
+    let mut t = adam_trainer(&Device::cpu());
+    let mut csv = CsvLogger::new(dir.join("log.csv"));
+    let mut json = JsonLogger::new(dir.join("log.json"));
+    let h = t
+        .fit(
+            &data,
+            quiet(3)
+                .validation_split(0.25)
+                .callback(&mut csv)
+                .callback(&mut json),
+        )
+        .unwrap();
+    assert_eq!(History::load(dir.join("log.json")).unwrap(), h);
+    let from_csv = History::load(dir.join("log.csv")).unwrap();
+    assert_eq!(from_csv.epochs(), h.epochs());
+    for n in h.names() {
+        assert_eq!(from_csv.get(n), h.get(n), "{n}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mixed_precision_fit_learns() {
+    let data = DataLoader::new(toy(96), 16).unwrap();
+    let mut t = adam_trainer(&Device::cpu()).amp(true);
+    let h = t.fit(&data, quiet(6).clip_grad_norm(5.0)).unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss[5] < loss[0] * 0.6, "loss {loss:?}");
+    // The first steps at scale 2^16 may overflow F16 and be skipped; most are not.
+    assert!(t.skipped_steps() < 6, "{} steps skipped", t.skipped_steps());
+    assert!(t.scaler().scale_value() >= 1.0);
 }
 
 #[test]
