@@ -283,7 +283,8 @@ impl<M: Module> Trainer<M> {
     }
 
     /// The model's outputs for every batch of `data` (targets ignored), concatenated along the
-    /// first dimension, in evaluation mode without a graph (Keras's `predict`).
+    /// first dimension in the loader's order for epoch 0 (`shuffle(false)` keeps the data
+    /// set's order), in evaluation mode without a graph (Keras's `predict`).
     pub fn predict(&mut self, data: &DataLoader) -> Result<Tensor> {
         self.model.set_training(false);
         let outs = no_grad(|| -> Result<Vec<Tensor>> {
