@@ -25,6 +25,9 @@ pub struct Args {
     pub amp: bool,
     /// Where to plot the training curves (SVG); the history goes next to it as JSON.
     pub plot: Option<String>,
+    /// `--distributed`: data-parallel over the MPI job this process belongs to (feature
+    /// `mpi`); `--batch-size` is then per process.
+    pub distributed: bool,
 }
 
 /// Parses `--device --epochs --batch-size --lr --save --load --data --limit --amp --plot`, with
@@ -41,11 +44,12 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
         limit: None,
         amp: false,
         plot: None,
+        distributed: false,
     };
     let usage = format!(
         "usage: {name} [--device cpu|gpu|gpu:N] [--epochs N] [--batch-size N] [--lr F] \
          [--save PATH] [--load PATH] [--data DIR] [--limit N (training examples)] [--amp] \
-         [--plot PATH.svg]"
+         [--plot PATH.svg] [--distributed (under mpirun; --batch-size is per process)]"
     );
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
@@ -59,6 +63,13 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
         }
         if flag == "--amp" {
             a.amp = true;
+            continue;
+        }
+        if flag == "--distributed" {
+            if !cfg!(feature = "mpi") {
+                fail("--distributed needs a build with --features mpi".into());
+            }
+            a.distributed = true;
             continue;
         }
         let value = it
@@ -142,9 +153,22 @@ fn loader(split: Split, input: &[usize], batch: usize) -> Result<DataLoader> {
 /// lr/100 over all steps), cross-entropy, accuracy, the test split as validation data after
 /// each epoch. Images are `[batch, input...]`. Returns the final test accuracy.
 pub fn train(model: Sequential, input: &[usize], args: &Args, dev: &Device) -> Result<f32> {
+    #[cfg(feature = "mpi")]
+    let pg = match args.distributed {
+        true => Some(wgml::distributed::init()?),
+        false => None,
+    };
+    #[cfg(feature = "mpi")]
+    let (rank, world) = pg.as_ref().map_or((0, 1), |p| (p.rank(), p.world_size()));
+    #[cfg(not(feature = "mpi"))]
+    let (rank, world) = (0, 1);
+    let main = rank == 0;
     if let Some(path) = &args.load {
+        // Rank 0's parameters reach the others when training starts.
         wgml::checkpoint::load_into(path, &model.parameters())?;
-        println!("loaded the parameters of {path}");
+        if main {
+            println!("loaded the parameters of {path}");
+        }
     }
     let mut data = mnist::load(&args.data)?;
     if let Some(n) = args.limit {
@@ -152,22 +176,39 @@ pub fn train(model: Sequential, input: &[usize], args: &Args, dev: &Device) -> R
         data.train.labels.truncate(n);
         data.train.images.truncate(n * 784);
     }
-    println!("device: {}", dev.name());
-    println!(
-        "MNIST: {} train, {} test; batch {}, {} epochs{}",
-        data.train.len(),
-        data.test.len(),
-        args.batch_size,
-        args.epochs,
-        if args.amp {
-            "; mixed precision (F16 autocast, dynamic loss scaling)"
-        } else {
-            ""
-        }
-    );
-    println!("{}", model.summary(input)?);
+    if world > 1 {
+        println!("rank {rank} of {world}: device {}", dev.name());
+    }
+    if main {
+        println!("device: {}", dev.name());
+        println!(
+            "MNIST: {} train, {} test; batch {}{}, {} epochs{}",
+            data.train.len(),
+            data.test.len(),
+            args.batch_size,
+            if world > 1 {
+                format!(" per process x {world} processes")
+            } else {
+                String::new()
+            },
+            args.epochs,
+            if args.amp {
+                "; mixed precision (F16 autocast, dynamic loss scaling)"
+            } else {
+                ""
+            }
+        );
+        println!("{}", model.summary(input)?);
+    }
     // Shuffled with seed 0 + epoch (the old loop's order); the test split in order.
-    let train = loader(data.train, input, args.batch_size)?;
+    let n = data.train.len();
+    let mut train = loader(data.train, input, args.batch_size)?;
+    if world > 1 {
+        // This process's shard of each epoch's order (the same order, seed 0, as one process).
+        train = train.sampler(wgml::data::sampler::DistributedSampler::new(
+            n, world, rank,
+        )?);
+    }
     let test = loader(data.test, input, 500)?.shuffle(false);
     let opt = Adam::new(model.parameters(), args.lr);
     let schedule = CosineLr {
@@ -178,10 +219,17 @@ pub fn train(model: Sequential, input: &[usize], args: &Args, dev: &Device) -> R
     let mut trainer = Trainer::new(model, opt, loss::cross_entropy)
         .metric(Accuracy::new())
         .amp(args.amp);
+    #[cfg(feature = "mpi")]
+    if let Some(pg) = &pg {
+        trainer = trainer.distributed(pg)?;
+    }
     let options = FitOptions::new(args.epochs)
         .validation_data(&test)
         .lr_schedule_per_step(schedule);
     let history = trainer.fit(&train, options)?;
+    if !main {
+        return Ok(f32::NAN);
+    }
     let acc = match history.last("val_accuracy") {
         Some(a) => a,
         None => trainer.evaluate(&test)?.get("accuracy").unwrap_or(f64::NAN),
@@ -206,6 +254,10 @@ pub fn train(model: Sequential, input: &[usize], args: &Args, dev: &Device) -> R
 /// The device from `--device`, else `Device::best()`.
 pub fn device(args: &Args) -> Result<Device> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    #[cfg(feature = "mpi")]
+    if args.distributed {
+        return wgml::distributed::init()?.device(args.device.as_deref());
+    }
     match &args.device {
         Some(spec) => Device::parse(spec),
         None => Ok(Device::best()),

@@ -13,6 +13,11 @@ pub trait Sampler: Send + Sync {
     /// The example indices of `epoch` over a data set of `len` examples, in visiting order.
     /// Each index must be `< len`.
     fn indices(&self, len: usize, epoch: usize) -> Vec<usize>;
+    /// How many indices [`Sampler::indices`] returns for a data set of `len` examples (the
+    /// loader's batches per epoch come from it): `len` unless the sampler shards or pads.
+    fn count(&self, len: usize) -> usize {
+        len
+    }
 }
 
 /// `0, 1, …, len - 1` every epoch.
@@ -113,7 +118,7 @@ impl DataLoader {
     }
     /// Batches per epoch.
     pub fn len(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.sampler.count(self.dataset.len());
         if self.drop_last {
             n / self.batch_size
         } else {

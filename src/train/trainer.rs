@@ -134,6 +134,9 @@ pub struct Trainer<M: Module> {
     amp: bool,
     scaler: GradScaler,
     skipped_steps: usize,
+    /// Data-parallel training over MPI ([`Trainer::distributed`]).
+    #[cfg(feature = "mpi")]
+    ddp: Option<crate::distributed::DistributedDataParallel>,
 }
 
 impl<M: Module> Trainer<M> {
@@ -158,7 +161,75 @@ impl<M: Module> Trainer<M> {
             amp: false,
             scaler: GradScaler::new(),
             skipped_steps: 0,
+            #[cfg(feature = "mpi")]
+            ddp: None,
         }
+    }
+
+    /// Data-parallel training over MPI (feature `mpi`), as PyTorch's
+    /// `DistributedDataParallel`: every rank gets rank 0's parameters now, and `fit` averages
+    /// the gradients over the ranks before each update, so every rank makes the same update.
+    /// Give `fit` a loader with a [`crate::data::sampler::DistributedSampler`] so each rank
+    /// trains on its own shard (its batch size is then per rank). In `fit`, rank 0 alone shows
+    /// progress and evaluates the validation data; the training metrics are averaged over the
+    /// ranks; a stop asked for by a callback on any rank stops every rank at the same step.
+    /// Callbacks that read validation metrics or write files belong on rank 0 only.
+    #[cfg(feature = "mpi")]
+    pub fn distributed(mut self, pg: &crate::distributed::ProcessGroup) -> Result<Self> {
+        self.ddp = Some(crate::distributed::DistributedDataParallel::new(
+            pg,
+            self.model.parameters(),
+        )?);
+        Ok(self)
+    }
+
+    /// Whether this process shows progress, evaluates and logs (rank 0, or the only process).
+    pub fn is_main_process(&self) -> bool {
+        #[cfg(feature = "mpi")]
+        if let Some(ddp) = &self.ddp {
+            return ddp.process_group().is_main();
+        }
+        true
+    }
+
+    /// `stop` on any rank (every rank must stop at the same step: the others would wait for
+    /// it in the next gradient all-reduce).
+    fn agree_to_stop(&self, stop: bool) -> bool {
+        #[cfg(feature = "mpi")]
+        if let Some(ddp) = &self.ddp {
+            return ddp.process_group().any(stop);
+        }
+        stop
+    }
+
+    /// The training logs averaged over the ranks (equal shards: the mean of the ranks' means
+    /// is the global mean).
+    fn mean_over_ranks(&self, logs: Logs) -> Result<Logs> {
+        #[cfg(feature = "mpi")]
+        if let Some(ddp) = &self.ddp {
+            let values: Vec<f32> = logs.iter().map(|(_, v)| v as f32).collect();
+            let t = Tensor::from_vec(values, [logs.len()], &Device::Cpu)?;
+            let mean = ddp
+                .process_group()
+                .all_reduce(&t, crate::distributed::Reduction::Mean)?
+                .to_vec()?;
+            let mut out = Logs::new();
+            for ((name, _), v) in logs.iter().zip(mean) {
+                out.insert(name.to_string(), v as f64);
+            }
+            return Ok(out);
+        }
+        Ok(logs)
+    }
+
+    /// Averages the gradients over the ranks under [`Trainer::distributed`].
+    fn reduce_gradients(&self, grads: &mut Gradients) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(ddp) = &self.ddp {
+            return ddp.reduce_gradients(grads);
+        }
+        let _ = grads;
+        Ok(())
     }
     /// Adds a metric, reported for training and validation.
     pub fn metric(mut self, metric: impl Metric + 'static) -> Self {
@@ -324,6 +395,8 @@ impl<M: Module> Trainer<M> {
             log_every,
             callbacks: mut user_callbacks,
         } = options;
+        let main = self.is_main_process();
+        let verbosity = if main { verbosity } else { Verbosity::Silent };
         if accumulate == 0 || log_every == 0 {
             return Err(Error::invalid(
                 OP,
@@ -393,6 +466,7 @@ impl<M: Module> Trainer<M> {
             batch = 0;
             self.model.set_training(true);
             let mut stop = emit!(on_epoch_begin);
+            stop = self.agree_to_stop(stop);
             loss_metric.reset();
             for m in &mut self.metrics {
                 m.reset();
@@ -459,6 +533,7 @@ impl<M: Module> Trainer<M> {
                 })?;
                 pending.push(l.clone());
                 stop |= emit!(on_batch_end, &l);
+                stop = self.agree_to_stop(stop);
                 if (i + 1).is_multiple_of(log_every) || i + 1 == steps || stop {
                     let losses = read_losses(&mut pending)?;
                     if let Some((k, bad)) = losses.iter().enumerate().find(|(_, v)| !v.is_finite())
@@ -491,8 +566,9 @@ impl<M: Module> Trainer<M> {
                 let v = m.compute()?;
                 logs.insert(m.name().to_string(), v);
             }
+            let mut logs = self.mean_over_ranks(logs)?;
             let val_start = Instant::now();
-            if let Some(v) = valid {
+            if let (Some(v), true) = (valid, main) {
                 for (name, value) in self.evaluate(v)?.iter() {
                     logs.insert(format!("val_{name}"), value);
                 }
@@ -522,6 +598,7 @@ impl<M: Module> Trainer<M> {
                 println!("{line}");
             }
             stop |= emit!(on_epoch_end, &logs);
+            stop = self.agree_to_stop(stop);
             epoch += 1;
             if stop {
                 break;
@@ -534,6 +611,7 @@ impl<M: Module> Trainer<M> {
     /// One optimizer update from `grads`: unscaled and checked for inf/NaN under mixed
     /// precision (a bad step is skipped), clipped if asked.
     fn update(&mut self, grads: &mut Gradients, clip: Option<f32>) -> Result<()> {
+        self.reduce_gradients(grads)?;
         if self.amp && self.scaler.unscale(grads)? {
             self.skipped_steps += 1;
             self.scaler.update();
