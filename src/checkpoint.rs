@@ -3,7 +3,6 @@
 
 use crate::{DType, Device, Error, Result, Tensor};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
-use std::io::Write;
 use std::path::Path;
 
 /// `tensors` in the safetensors format, as [`save`] writes them (waits for the device; use it
@@ -39,43 +38,7 @@ pub fn to_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
 /// Saves `tensors` (e.g. `model.parameters()` plus `optimizer.state()`) to `path`. A crash
 /// mid-save leaves any previous file at `path` intact.
 pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
-    let path = path.as_ref();
-    let io = |what: &str, source| Error::Io {
-        what: format!("{what} {}", path.display()),
-        source,
-    };
-    let bytes = to_bytes(tensors)?;
-
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().to_string())
-        .unwrap_or_default();
-    // A browser has no process ids (asking panics) and no files (the create fails cleanly).
-    let pid = if cfg!(target_arch = "wasm32") {
-        0
-    } else {
-        std::process::id()
-    };
-    let tmp = dir.join(format!(".{file_name}.{pid}.tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating temp file for", e))?;
-        f.write_all(&bytes).map_err(|e| io("writing", e))?;
-        f.sync_all().map_err(|e| io("syncing", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))?;
-        // Persist the rename itself (best effort: not every platform can open a directory).
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fs::write_atomic(path, &to_bytes(tensors)?)
 }
 
 /// Reads every tensor in a safetensors file onto `device`.

@@ -30,6 +30,7 @@ pub mod device;
 pub mod distributed;
 mod dtype;
 pub mod error;
+pub mod fs;
 pub mod gpu;
 pub mod nn;
 pub mod op;
@@ -38,6 +39,8 @@ pub mod optim;
 pub mod rng;
 pub mod shape;
 mod tensor;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 
 pub use anomaly::{detect_anomaly, is_anomaly_enabled, set_detect_anomaly};
 pub use backprop::{no_grad, Gradients};

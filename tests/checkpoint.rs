@@ -69,7 +69,11 @@ fn round_trip_parameters_and_optimizer_state() {
 #[test]
 fn save_replaces_atomically_and_leaves_no_temp_files() {
     let dev = Device::cpu();
-    let path = tmp("atomic.safetensors");
+    // A directory of its own: the other tests' saves run in parallel and leave their own
+    // temporary files for a moment.
+    let dir = tmp("atomic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("atomic.safetensors");
     let a = Tensor::from_vec(vec![1.0, 2.0], [2], &dev).unwrap();
     checkpoint::save(&path, &[("a".into(), a)]).unwrap();
     let b = Tensor::from_vec(vec![3.0, 4.0, 5.0], [3], &dev).unwrap();

@@ -182,11 +182,11 @@ pub fn device(args: &Args) -> Result<Device> {
     let ranks = Ranks::new(args)?;
     let level = if ranks.is_main() { "info" } else { "warn" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    #[cfg(feature = "mpi")]
+    if let Some(pg) = &ranks.pg {
+        return pg.device(args.device.as_deref());
+    }
     match args.device.as_deref() {
-        Some("gpu") if ranks.world() > 1 => {
-            let n = wgml::gpu::adapters().len().max(1);
-            Device::gpu_index(ranks.local_rank() % n)
-        }
         Some(spec) => Device::parse(spec),
         None => Ok(Device::best()),
     }
@@ -235,15 +235,6 @@ impl Ranks {
             return pg.world_size();
         }
         1
-    }
-
-    /// This rank among those on its machine.
-    pub fn local_rank(&self) -> usize {
-        #[cfg(feature = "mpi")]
-        if let Some(pg) = &self.pg {
-            return pg.local_rank();
-        }
-        0
     }
 
     /// Rank 0: the one that prints, evaluates and saves.

@@ -1,26 +1,14 @@
-//! The MNIST training loop the examples share: flags, progress bar, per-epoch report.
+//! What the MNIST examples share: flags, and the run through the library's `Trainer::fit`
+//! (progress bar, per-epoch report, cosine learning rate, checkpoints, the plotted history).
 
 pub mod models;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use std::time::Instant;
 use wgml::data::mnist::{self, Split};
-use wgml::nn::{loss, Module};
-use wgml::optim::{Adam, CosineLr, LrSchedule, Optimizer};
-use wgml::{no_grad, Device, Error, Result, Tensor};
-
-/// The error that stops training when the loss is no longer a number (rerun under
-/// `wgml::set_detect_anomaly(true)` to find the op that made it so).
-fn non_finite(loss: f32, epoch: usize, step: usize) -> Error {
-    Error::invalid(
-        "training",
-        format!(
-            "the training loss became {loss} by step {step} of epoch {}: stopping \
-             (wgml::set_detect_anomaly(true) names the first op that produced a NaN or inf)",
-            epoch + 1
-        ),
-    )
-}
+use wgml::data::{DataLoader, MnistDataset};
+use wgml::nn::{loss, Module, Sequential};
+use wgml::optim::{Adam, CosineLr};
+use wgml::train::{Accuracy, FitOptions, Trainer};
+use wgml::{no_grad, Device, Result, Tensor};
 
 /// Command-line flags.
 pub struct Args {
@@ -35,10 +23,15 @@ pub struct Args {
     pub limit: Option<usize>,
     /// Mixed precision: forward under `amp::autocast`, loss scaling with a `GradScaler`.
     pub amp: bool,
+    /// Where to plot the training curves (SVG); the history goes next to it as JSON.
+    pub plot: Option<String>,
+    /// `--distributed`: data-parallel over the MPI job this process belongs to (feature
+    /// `mpi`); `--batch-size` is then per process.
+    pub distributed: bool,
 }
 
-/// Parses `--device --epochs --batch-size --lr --save --load --data --limit --amp`, with the example's
-/// defaults.
+/// Parses `--device --epochs --batch-size --lr --save --load --data --limit --amp --plot`, with
+/// the example's defaults.
 pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
     let mut a = Args {
         device: None,
@@ -50,10 +43,13 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
         data: concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist").to_string(),
         limit: None,
         amp: false,
+        plot: None,
+        distributed: false,
     };
     let usage = format!(
         "usage: {name} [--device cpu|gpu|gpu:N] [--epochs N] [--batch-size N] [--lr F] \
-         [--save PATH] [--load PATH] [--data DIR] [--limit N (training examples)] [--amp]"
+         [--save PATH] [--load PATH] [--data DIR] [--limit N (training examples)] [--amp] \
+         [--plot PATH.svg] [--distributed (under mpirun; --batch-size is per process)]"
     );
     let mut it = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
@@ -67,6 +63,13 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
         }
         if flag == "--amp" {
             a.amp = true;
+            continue;
+        }
+        if flag == "--distributed" {
+            if !cfg!(feature = "mpi") {
+                fail("--distributed needs a build with --features mpi".into());
+            }
+            a.distributed = true;
             continue;
         }
         let value = it
@@ -85,13 +88,15 @@ pub fn parse_args(name: &str, epochs: usize, batch_size: usize) -> Args {
             "--load" => a.load = Some(value),
             "--data" => a.data = value,
             "--limit" => a.limit = Some(num(&value)),
+            "--plot" => a.plot = Some(value),
             other => fail(format!("unknown flag {other}")),
         }
     }
     a
 }
 
-/// Accuracy on a split, in batches of 500, without recording a graph.
+/// Accuracy on a split, in batches of 500, without recording a graph (`mnist_infer`'s).
+#[allow(dead_code)] // the training examples evaluate through Trainer::fit
 pub fn accuracy(
     model: &dyn Module,
     split: &Split,
@@ -116,6 +121,7 @@ pub fn accuracy(
     no_grad(|| if amp { wgml::amp::autocast(run) } else { run() })
 }
 
+#[allow(dead_code)]
 fn shape_of(batch: usize, input: &[usize]) -> Vec<usize> {
     std::iter::once(batch)
         .chain(input.iter().copied())
@@ -124,17 +130,45 @@ fn shape_of(batch: usize, input: &[usize]) -> Vec<usize> {
 
 /// A batch as the model's input: `[batch, input...]`, standardised with MNIST's pixel mean
 /// and standard deviation (0.1307, 0.3081), as torchvision's MNIST examples do.
+#[allow(dead_code)]
 fn prepare(x: &Tensor, input: &[usize]) -> Result<Tensor> {
     models::standardise(&x.reshape(shape_of(x.dims()[0], input))?)
 }
 
-/// Trains `model` on MNIST with Adam (cosine-decayed learning rate) and cross-entropy,
-/// reporting each epoch; images are
-/// reshaped to `[batch, input...]`. Returns the final test accuracy.
-pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device) -> Result<f32> {
+/// MNIST's pixel mean and standard deviation, as torchvision's MNIST examples standardise.
+const MNIST_MEAN_STD: (f32, f32) = (0.1307, 0.3081);
+
+/// A split of MNIST as batches of `[batch, input...]` standardised images.
+fn loader(split: Split, input: &[usize], batch: usize) -> Result<DataLoader> {
+    let (mean, std) = MNIST_MEAN_STD;
+    DataLoader::new(
+        MnistDataset::new(split)
+            .with_shape(input)?
+            .standardised(mean, std)?,
+        batch,
+    )
+}
+
+/// Trains `model` on MNIST with `Trainer::fit`: Adam with a cosine-decayed learning rate (to
+/// lr/100 over all steps), cross-entropy, accuracy, the test split as validation data after
+/// each epoch. Images are `[batch, input...]`. Returns the final test accuracy.
+pub fn train(model: Sequential, input: &[usize], args: &Args, dev: &Device) -> Result<f32> {
+    #[cfg(feature = "mpi")]
+    let pg = match args.distributed {
+        true => Some(wgml::distributed::init()?),
+        false => None,
+    };
+    #[cfg(feature = "mpi")]
+    let (rank, world) = pg.as_ref().map_or((0, 1), |p| (p.rank(), p.world_size()));
+    #[cfg(not(feature = "mpi"))]
+    let (rank, world) = (0, 1);
+    let main = rank == 0;
     if let Some(path) = &args.load {
+        // Rank 0's parameters reach the others when training starts.
         wgml::checkpoint::load_into(path, &model.parameters())?;
-        println!("loaded the parameters of {path}");
+        if main {
+            println!("loaded the parameters of {path}");
+        }
     }
     let mut data = mnist::load(&args.data)?;
     if let Some(n) = args.limit {
@@ -142,103 +176,88 @@ pub fn train(model: &mut dyn Module, input: &[usize], args: &Args, dev: &Device)
         data.train.labels.truncate(n);
         data.train.images.truncate(n * 784);
     }
-    println!("device: {}", dev.name());
-    println!(
-        "MNIST: {} train, {} test; batch {}, {} epochs{}",
-        data.train.len(),
-        data.test.len(),
-        args.batch_size,
-        args.epochs,
-        if args.amp {
-            "; mixed precision (F16 autocast, dynamic loss scaling)"
-        } else {
-            ""
-        }
-    );
-    let mut scaler = wgml::amp::GradScaler::new();
-    let mut skipped = 0;
-    let mut opt = Adam::new(model.parameters(), args.lr);
-    // Cosine decay of the learning rate over all steps (to lr/100).
-    let steps_per_epoch = data.train.len().div_ceil(args.batch_size);
+    if world > 1 {
+        println!("rank {rank} of {world}: device {}", dev.name());
+    }
+    if main {
+        println!("device: {}", dev.name());
+        println!(
+            "MNIST: {} train, {} test; batch {}{}, {} epochs{}",
+            data.train.len(),
+            data.test.len(),
+            args.batch_size,
+            if world > 1 {
+                format!(" per process x {world} processes")
+            } else {
+                String::new()
+            },
+            args.epochs,
+            if args.amp {
+                "; mixed precision (F16 autocast, dynamic loss scaling)"
+            } else {
+                ""
+            }
+        );
+        println!("{}", model.summary(input)?);
+    }
+    // Shuffled with seed 0 + epoch (the old loop's order); the test split in order.
+    let n = data.train.len();
+    let mut train = loader(data.train, input, args.batch_size)?;
+    if world > 1 {
+        // This process's shard of each epoch's order (the same order, seed 0, as one process).
+        train = train.sampler(wgml::data::sampler::DistributedSampler::new(
+            n, world, rank,
+        )?);
+    }
+    let test = loader(data.test, input, 500)?.shuffle(false);
+    let opt = Adam::new(model.parameters(), args.lr);
     let schedule = CosineLr {
         base_lr: args.lr,
-        t_max: args.epochs * steps_per_epoch,
+        t_max: args.epochs * train.len(),
         eta_min: args.lr / 100.0,
     };
-    let mut acc = 0.0;
-    for epoch in 0..args.epochs {
-        model.set_training(true);
-        let batches = wgml::data::shuffled_batches(data.train.len(), args.batch_size, epoch as u64);
-        let bar = ProgressBar::new(batches.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed} < {eta}]",
-            )
-            .unwrap()
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
-        let start = Instant::now();
-        // The running loss stays on the device; it is read every 50 steps only.
-        let mut total = Tensor::zeros((), dev)?;
-        for (i, idx) in batches.iter().enumerate() {
-            opt.set_lr(schedule.lr(epoch * steps_per_epoch + i));
-            let (x, y) = data.train.batch(idx, dev)?;
-            let x = prepare(&x, input)?;
-            let l = if args.amp {
-                let l = wgml::amp::autocast(|| loss::cross_entropy(&model.forward(&x)?, &y))?;
-                let mut grads = scaler.scale(&l)?.backward()?;
-                skipped += usize::from(!scaler.step(&mut opt, &mut grads)?);
-                scaler.update();
-                l
-            } else {
-                let l = loss::cross_entropy(&model.forward(&x)?, &y)?;
-                opt.step(&l.backward()?)?;
-                l
-            };
-            total = no_grad(|| total.add(&l.detach()))?;
-            if (i + 1) % 50 == 0 || i + 1 == batches.len() {
-                let mean = total.item()? / (i + 1) as f32;
-                if !mean.is_finite() {
-                    bar.abandon();
-                    return Err(non_finite(mean, epoch, i + 1));
-                }
-                bar.set_message(format!("loss {mean:.4}"));
-            }
-            bar.inc(1);
-        }
-        let mean_loss = total.item()? / batches.len() as f32;
-        let secs = start.elapsed().as_secs_f32();
-        bar.finish_and_clear();
-        model.set_training(false);
-        acc = accuracy(model, &data.test, input, dev, args.amp)?;
-        if args.amp {
-            println!(
-                "loss scale {} ({skipped} steps skipped for inf/NaN gradients so far)",
-                scaler.scale_value()
-            );
-        }
+    let mut trainer = Trainer::new(model, opt, loss::cross_entropy)
+        .metric(Accuracy::new())
+        .amp(args.amp);
+    #[cfg(feature = "mpi")]
+    if let Some(pg) = &pg {
+        trainer = trainer.distributed(pg)?;
+    }
+    let options = FitOptions::new(args.epochs)
+        .validation_data(&test)
+        .lr_schedule_per_step(schedule);
+    let history = trainer.fit(&train, options)?;
+    if !main {
+        return Ok(f32::NAN);
+    }
+    let acc = match history.last("val_accuracy") {
+        Some(a) => a,
+        None => trainer.evaluate(&test)?.get("accuracy").unwrap_or(f64::NAN),
+    };
+    println!("test accuracy {:.2}%", acc * 100.0);
+    if let Some(path) = &args.plot {
+        history.plot(path)?;
+        let json = std::path::Path::new(path).with_extension("json");
+        history.save(&json)?;
         println!(
-            "epoch {}: {:.1} s ({:.2} ms/step), loss {:.4}, test accuracy {:.2}%",
-            epoch + 1,
-            secs,
-            secs * 1000.0 / batches.len() as f32,
-            mean_loss,
-            acc * 100.0
+            "plotted the history to {path} (values in {})",
+            json.display()
         );
     }
     if let Some(path) = &args.save {
-        let mut tensors = model.parameters();
-        tensors.extend(opt.state());
-        wgml::checkpoint::save(path, &tensors)?;
+        trainer.save_checkpoint(path, args.epochs)?;
         println!("saved {path}");
     }
-    Ok(acc)
+    Ok(acc as f32)
 }
 
 /// The device from `--device`, else `Device::best()`.
 pub fn device(args: &Args) -> Result<Device> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    #[cfg(feature = "mpi")]
+    if args.distributed {
+        return wgml::distributed::init()?.device(args.device.as_deref());
+    }
     match &args.device {
         Some(spec) => Device::parse(spec),
         None => Ok(Device::best()),

@@ -1,9 +1,16 @@
-//! Data sets and batching: the MNIST IDX reader, a character text corpus, seeded mini-batches,
-//! each data-parallel rank's shard.
+//! Data sets and batching: the MNIST IDX reader, a character text corpus, the `Dataset` trait
+//! and its `DataLoader`, seeded mini-batches, each data-parallel rank's shard.
 
+mod dataset;
+mod loader;
 pub mod mnist;
 pub mod sampler;
 pub mod text;
+
+pub use dataset::{
+    Batch, CharWindows, Dataset, HostData, HostTensor, MnistDataset, Subset, TensorDataset,
+};
+pub use loader::{Batches, DataLoader, RandomSampler, Sampler, SequentialSampler};
 
 use crate::rng::Rng;
 

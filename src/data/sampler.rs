@@ -67,20 +67,30 @@ impl DistributedSampler {
 
     /// The number of indices each rank reads per epoch.
     pub fn num_samples(&self) -> usize {
-        if self.drop_last {
-            self.len / self.world_size
-        } else {
-            self.len.div_ceil(self.world_size)
-        }
+        self.count_for(self.len)
     }
 
     /// This rank's indices for the current epoch.
     pub fn indices(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len).collect();
-        if self.shuffle {
-            Rng::new(self.seed.wrapping_add(self.epoch)).shuffle(&mut order);
+        self.shard(self.len, self.epoch)
+    }
+
+    /// Indices per rank for a data set of `len`.
+    fn count_for(&self, len: usize) -> usize {
+        if self.drop_last {
+            len / self.world_size
+        } else {
+            len.div_ceil(self.world_size)
         }
-        let total = self.num_samples() * self.world_size;
+    }
+
+    /// This rank's indices of `epoch` over `len` examples.
+    fn shard(&self, len: usize, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..len).collect();
+        if self.shuffle {
+            Rng::new(self.seed.wrapping_add(epoch)).shuffle(&mut order);
+        }
+        let total = self.count_for(len) * self.world_size;
         if total > order.len() && !order.is_empty() {
             let pad: Vec<usize> = order
                 .iter()
@@ -105,5 +115,17 @@ impl DistributedSampler {
             .chunks(batch_size.max(1))
             .map(|c| c.to_vec())
             .collect()
+    }
+}
+
+/// As a [`DataLoader`](super::DataLoader)'s sampler it shards the loader's data set (its
+/// length, not the one given to [`DistributedSampler::new`]) and epoch: the loader then
+/// yields this rank's batches, and its `len` is this rank's batch count.
+impl super::Sampler for DistributedSampler {
+    fn indices(&self, len: usize, epoch: usize) -> Vec<usize> {
+        self.shard(len, epoch as u64)
+    }
+    fn count(&self, len: usize) -> usize {
+        self.count_for(len)
     }
 }

@@ -51,7 +51,7 @@ pub use ddp::DistributedDataParallel;
 
 use crate::cpu::alloc::CpuBuf;
 use crate::tensor::Storage;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
@@ -257,6 +257,21 @@ impl ProcessGroup {
     /// Whether this is rank 0, the one that prints, evaluates and saves in the examples.
     pub fn is_main(&self) -> bool {
         self.info.rank == 0
+    }
+
+    /// This rank's device from a `--device`-style spec: `gpu` is this rank's own adapter on
+    /// its machine, `gpu:N` with `N = local_rank mod` the adapters there are (so the processes
+    /// on a machine with several GPUs spread over them); any other spec as [`Device::parse`];
+    /// `None` is [`Device::best`].
+    pub fn device(&self, spec: Option<&str>) -> Result<Device> {
+        match spec.map(|s| s.trim().to_ascii_lowercase()) {
+            Some(s) if s == "gpu" => {
+                let n = crate::gpu::adapters().len().max(1);
+                Device::gpu_index(self.local_rank() % n)
+            }
+            Some(s) => Device::parse(&s),
+            None => Ok(Device::best()),
+        }
     }
 
     /// Waits until every rank has called `barrier`.

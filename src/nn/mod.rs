@@ -13,6 +13,7 @@ mod lstm;
 mod norm;
 mod pool;
 mod rnn;
+mod summary;
 mod transformer;
 
 pub use attention::{AttentionCache, MultiHeadAttention};
@@ -24,6 +25,7 @@ pub use linear::Linear;
 pub use lstm::{Lstm, LstmCell, LstmConfig, LstmState};
 pub use norm::LayerNorm;
 pub use pool::{AvgPool2d, MaxPool2d};
+pub use summary::{summary_of, Summary, SummaryRow};
 pub use transformer::{KvCache, TransformerBlock, TransformerConfig, TransformerLm};
 
 use crate::{Result, Tensor};
@@ -38,6 +40,13 @@ pub trait Module {
     }
     /// Switches training mode (dropout on) or evaluation mode (off). Default: nothing to do.
     fn set_training(&mut self, _training: bool) {}
+    /// The layer's type name as `summary()` shows it (default: the Rust type's last path
+    /// segment, e.g. `Conv2d`).
+    fn type_name(&self) -> &'static str {
+        let full = std::any::type_name::<Self>();
+        let base = full.split('<').next().unwrap_or(full);
+        base.rsplit("::").next().unwrap_or(base)
+    }
 }
 
 /// Modules applied in order; parameter names are prefixed with the layer index.
@@ -64,6 +73,10 @@ impl Sequential {
     /// Whether there are no layers.
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
+    }
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Box<dyn Module>] {
+        &self.layers
     }
 }
 
