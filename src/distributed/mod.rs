@@ -251,7 +251,7 @@ impl ProcessGroup {
 
     /// The number of the job's processes on this machine.
     pub fn local_size(&self) -> usize {
-        self.info.size.min(self.info.local_size)
+        self.info.local_size
     }
 
     /// Whether this is rank 0, the one that prints, evaluates and saves in the examples.
@@ -383,8 +383,7 @@ impl ProcessGroup {
         if !differs {
             return Ok(());
         }
-        // Tell every rank what every rank had (a second all-gather of the descriptions'
-        // first bytes would be needless: the fingerprints name count, dtype and dims).
+        // The fingerprints carry what the message needs: count, dtype and leading dims.
         let ranks: Vec<String> = all
             .chunks(FINGERPRINT)
             .enumerate()
